@@ -1,0 +1,3 @@
+//! The `coopc` command line.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! Integration tests of the `coopc` binary and its crates, linked into one test binary.
