@@ -103,12 +103,19 @@ pub enum ParamRole {
     RunningVar,
     /// PReLU slope (trained, initialised to 0.25).
     PreluSlope,
+    /// SGD momentum buffer of a trained parameter, named `<param>.momentum` (optimizer state,
+    /// not trained, initialised to 0). Created by autodiff's optimizer step only.
+    MomentumBuffer,
 }
 
 impl ParamRole {
-    /// True for values the optimizer updates; false for BatchNorm running statistics.
+    /// True for values the optimizer updates; false for BatchNorm running statistics and
+    /// optimizer state.
     pub fn is_trained(self) -> bool {
-        !matches!(self, ParamRole::RunningMean | ParamRole::RunningVar)
+        !matches!(
+            self,
+            ParamRole::RunningMean | ParamRole::RunningVar | ParamRole::MomentumBuffer
+        )
     }
 }
 
