@@ -4,6 +4,7 @@
 //! a [`Span`], and pest's syntax errors into [`error::ParseError`] reports.
 #![warn(missing_docs)]
 
+pub mod ast;
 pub mod span;
 
 pub use span::{SourceFile, Span};
