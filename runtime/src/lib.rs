@@ -1,2 +1,4 @@
 //! coopc's runtime: compiled programs as plain data, their execution on the CPU, data sets,
 //! and the training loop. It knows nothing of the `.coop` language or the graph IR.
+
+pub mod program;
