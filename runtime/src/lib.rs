@@ -2,3 +2,4 @@
 //! and the training loop. It knows nothing of the `.coop` language or the graph IR.
 
 pub mod program;
+pub mod rng;
