@@ -2,4 +2,5 @@
 //! and the training loop. It knows nothing of the `.coop` language or the graph IR.
 
 pub mod program;
+pub mod target;
 pub mod rng;

@@ -392,6 +392,56 @@ impl HostTensor {
     }
 }
 
+/// A borrowed view of tensor data, e.g. a batch of images fed to a call.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum TensorRef<'a> {
+    /// `f32` elements.
+    F32(&'a [f32]),
+    /// `i32` elements.
+    I32(&'a [i32]),
+}
+
+impl TensorRef<'_> {
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        match self {
+            TensorRef::F32(_) => DType::F32,
+            TensorRef::I32(_) => DType::I32,
+        }
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            TensorRef::F32(values) => values.len(),
+            TensorRef::I32(values) => values.len(),
+        }
+    }
+
+    /// True when the view holds no element.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Address of the first element.
+    pub(crate) fn data_ptr(&self) -> *const u8 {
+        match self {
+            TensorRef::F32(values) => values.as_ptr().cast(),
+            TensorRef::I32(values) => values.as_ptr().cast(),
+        }
+    }
+}
+
+impl HostTensor {
+    /// A borrowed view of the data.
+    pub fn view(&self) -> TensorRef<'_> {
+        match &self.data {
+            TensorData::F32(values) => TensorRef::F32(values),
+            TensorData::I32(values) => TensorRef::I32(values),
+        }
+    }
+}
+
 /// The caller-owned persistent tensors of a program, by slot name (parameters, BatchNorm
 /// statistics, momentum buffers). Ordered by name, so iteration (and checkpoints) are stable.
 #[derive(Clone, Debug, Default, PartialEq)]
