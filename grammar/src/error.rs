@@ -23,12 +23,15 @@ pub enum ParseError {
         #[source_code]
         src: Source,
         /// The unexpected token (empty at the end of the file).
-        #[label("expected {} here", or_list(.expected))]
+        #[label(primary, "expected {} here", or_list(.expected))]
         span: Span,
         /// What would have been accepted, in user words (e.g. "an expression", "`)`").
         expected: Vec<String>,
         /// What was there instead, in user words (e.g. "`:`", "end of line").
         found: String,
+        /// The bracket still open at the error, when the expected words include its closer.
+        #[label("opened here and not closed")]
+        unclosed: Option<Span>,
         /// A hint for a common mistake, when one applies.
         #[help]
         hint: Option<String>,

@@ -38,12 +38,28 @@ pub fn parse(source: &SourceFile) -> Result<File> {
 
     // Collects the literal tokens tried at the error position, so reports can list `)` etc.
     pest::set_error_detail(true);
-    let mut pairs = CoopParser::parse(Rule::file, &source.text)
-        .map_err(|error| syntax::to_parse_error(&source.text, converter.src(), &error))?;
+    let parsed = with_stack(PARSER_STACK, || CoopParser::parse(Rule::file, &source.text));
+    let mut pairs =
+        parsed.map_err(|error| syntax::to_parse_error(&source.text, converter.src(), &error))?;
     match pairs.next() {
         Some(file) => converter.file(file),
         None => Err(converter.internal(Span::default(), "pest returned no `file` pair")),
     }
+}
+
+/// Stack the pest parser is guaranteed: enough for [`MAX_NESTING`] brackets (it needs about
+/// 1.5 MiB for 300 in a debug build), so its own stack guard does not fire first.
+const PARSER_STACK: usize = 8 << 20;
+
+/// Stack guaranteed to each level of the recursive conversion (a debug build uses about 20 KiB
+/// per bracket level).
+const LEVEL_STACK: usize = 256 << 10;
+
+/// Runs `work` with at least `needed` bytes of stack, on a new heap-allocated segment when the
+/// current one has less left. Deep but accepted nesting then never overflows the thread's
+/// stack, whatever its size.
+fn with_stack<T>(needed: usize, work: impl FnOnce() -> T) -> T {
+    stacker::maybe_grow(needed, 2 * needed, work)
 }
 
 /// The children of one pair, keywords left out, taken in order.
@@ -251,7 +267,7 @@ impl Converter<'_> {
                 Stmt::Expr(expr) if index != last => {
                     return Err(self.misplaced(
                         expr.span,
-                        "a bare expression before the end",
+                        "a bare expression other than the last",
                         "block",
                         "only the last statement of a block, its result, is a bare \
                          expression; assign this one to a name",
@@ -383,6 +399,10 @@ impl Converter<'_> {
 
     /// `sum |> stage |> stage ...`, folded to the left.
     fn expr(&self, pair: Pair<'_, Rule>) -> Result<Deep> {
+        with_stack(LEVEL_STACK, || self.pipe_chain(pair))
+    }
+
+    fn pipe_chain(&self, pair: Pair<'_, Rule>) -> Result<Deep> {
         let mut children = Children::of(pair);
         let (mut result, mut depth) = self.sum(children.expect(Rule::sum, self)?)?;
         while let Some(stage) = children.next() {
@@ -546,6 +566,10 @@ impl Converter<'_> {
 
     /// One primary expression: a literal, list, parenthesised expression, call or variable.
     fn primary(&self, pair: Pair<'_, Rule>) -> Result<Deep> {
+        with_stack(LEVEL_STACK, || self.primary_here(pair))
+    }
+
+    fn primary_here(&self, pair: Pair<'_, Rule>) -> Result<Deep> {
         let span = span_of(&pair);
         let leaf = |kind| Ok((Expr { kind, span }, 1));
         match pair.as_rule() {

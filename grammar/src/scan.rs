@@ -34,23 +34,109 @@ pub fn check(text: &str) -> Result<(), Problem> {
     if text.len() > MAX_SOURCE_BYTES {
         return Err(Problem::TooLarge);
     }
-    let bytes = text.as_bytes();
     let mut depth = 0usize;
+    walk(text, |at, bracket| {
+        if is_opening(bracket) {
+            depth += 1;
+            if depth > MAX_NESTING {
+                return Err(Problem::TooDeep(span(at, at + 1)));
+            }
+        } else {
+            depth = depth.saturating_sub(1);
+        }
+        Ok(())
+    })
+}
+
+/// The innermost bracket open at `position` if it is never closed anywhere in `text`, with
+/// the closing bracket it needs; `None` otherwise (or when `text` does not scan).
+///
+/// Brackets pair up as a reader would pair them: a closer that does not match the innermost
+/// open bracket closes the nearest enclosing one it matches, leaving those inside it unclosed;
+/// a closer that matches none is ignored.
+pub fn unclosed_at(text: &str, position: usize) -> Option<(Span, char)> {
+    let brackets = pair_brackets(text)?;
+    let innermost = brackets
+        .into_iter()
+        .filter(|pair| pair.open < position && pair.end.is_none_or(|end| end >= position))
+        .max_by_key(|pair| pair.open)?;
+    if innermost.closed {
+        return None;
+    }
+    Some((
+        span(innermost.open, innermost.open + 1),
+        closing_of(innermost.bracket),
+    ))
+}
+
+/// An opening bracket and where its scope ends.
+struct BracketPair {
+    open: usize,
+    /// Its closer, or the closer of an enclosing bracket that ended it; `None` at end of text.
+    end: Option<usize>,
+    /// Whether `end` is its own matching closer.
+    closed: bool,
+    bracket: u8,
+}
+
+/// Every opening bracket of `text`, paired with its closer as described on [`unclosed_at`].
+fn pair_brackets(text: &str) -> Option<Vec<BracketPair>> {
+    let mut pairs: Vec<BracketPair> = Vec::new();
+    let mut open: Vec<usize> = Vec::new();
+    let walked = walk(text, |at, bracket| {
+        if is_opening(bracket) {
+            open.push(pairs.len());
+            pairs.push(BracketPair {
+                open: at,
+                end: None,
+                closed: false,
+                bracket,
+            });
+            return Ok(());
+        }
+        let wanted = bracket as char;
+        let matching = open
+            .iter()
+            .rposition(|&index| closing_of(pairs[index].bracket) == wanted);
+        if let Some(depth) = matching {
+            for &index in &open[depth..] {
+                pairs[index].end = Some(at);
+            }
+            pairs[open[depth]].closed = true;
+            open.truncate(depth);
+        }
+        Ok(())
+    });
+    walked.ok().map(|()| pairs)
+}
+
+fn closing_of(bracket: u8) -> char {
+    match bracket {
+        b'(' => ')',
+        b'[' => ']',
+        _ => '}',
+    }
+}
+
+fn is_opening(bracket: u8) -> bool {
+    matches!(bracket, b'(' | b'[' | b'{')
+}
+
+/// Walks `text` with the lexical rules of the grammar, calling `on_bracket` with the offset and
+/// byte of every bracket outside comments and strings.
+fn walk(
+    text: &str,
+    mut on_bracket: impl FnMut(usize, u8) -> Result<(), Problem>,
+) -> Result<(), Problem> {
+    let bytes = text.as_bytes();
     let mut at = 0usize;
     while at < bytes.len() {
         at = match bytes[at] {
             b'#' => skip_line(bytes, at),
             b'/' if bytes.get(at + 1) == Some(&b'*') => skip_block_comment(bytes, at)?,
             b'"' => skip_string(bytes, at)?,
-            b'(' | b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_NESTING {
-                    return Err(Problem::TooDeep(span(at, at + 1)));
-                }
-                at + 1
-            }
-            b')' | b']' | b'}' => {
-                depth = depth.saturating_sub(1);
+            bracket @ (b'(' | b'[' | b'{' | b')' | b']' | b'}') => {
+                on_bracket(at, bracket)?;
                 at + 1
             }
             _ => at + 1,
@@ -143,6 +229,30 @@ mod tests {
         let deep = "[".repeat(MAX_NESTING + 1);
         let at = MAX_NESTING as u32;
         assert_eq!(check(&deep), Err(Problem::TooDeep(Span::new(at, at + 1))));
+    }
+
+    #[test]
+    fn unclosed_at_finds_the_innermost_bracket_never_closed() {
+        let text = "{ f(a, [1]) g(b \"(\" # (\n";
+        assert_eq!(
+            unclosed_at(text, text.len()),
+            Some((Span::new(13, 14), ')'))
+        );
+        assert_eq!(unclosed_at(text, 2), Some((Span::new(0, 1), '}')));
+        assert_eq!(unclosed_at("()", 2), None);
+    }
+
+    #[test]
+    fn a_closed_bracket_is_not_reported_even_with_an_error_inside() {
+        assert_eq!(unclosed_at("{ x y }", 4), None);
+    }
+
+    #[test]
+    fn a_mismatched_closer_leaves_the_inner_bracket_unclosed() {
+        // `[` is closed by nothing: `)` belongs to the `(` before it.
+        let text = "{ f([1, 2) }";
+        assert_eq!(unclosed_at(text, 9), Some((Span::new(4, 5), ']')));
+        assert_eq!(unclosed_at(text, 11), None);
     }
 
     #[test]

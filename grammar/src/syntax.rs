@@ -8,7 +8,7 @@ use pest::error::{Error, ErrorVariant, InputLocation};
 
 use crate::error::{ParseError, Source};
 use crate::rules::{self, Rule};
-use crate::scan::MAX_NESTING;
+use crate::scan::{self, MAX_NESTING};
 use crate::span::Span;
 
 /// The longest token text quoted in a message.
@@ -24,12 +24,17 @@ pub(crate) fn to_parse_error(text: &str, src: Source, error: &Error<Rule>) -> Pa
     match &error.variant {
         ErrorVariant::ParsingError { positives, .. } => {
             let expected = expected_words(positives, error);
-            let hint = hint(&found, &expected);
+            let before = text.get(..span.start as usize).unwrap_or("");
+            let hint = hint(before, &found, &expected);
+            let unclosed = scan::unclosed_at(text, span.start as usize)
+                .filter(|(_, closing)| expected.contains(&format!("`{closing}`")))
+                .map(|(opening, _)| opening);
             ParseError::Syntax {
                 src,
                 span,
                 expected,
                 found,
+                unclosed,
                 hint,
             }
         }
@@ -49,31 +54,49 @@ pub(crate) fn to_parse_error(text: &str, src: Source, error: &Error<Rule>) -> Pa
     }
 }
 
-/// Words for what pest tried at the error position: named rules first, then literal tokens.
+/// Words for what pest tried at the error position: named rules first, then literal tokens
+/// that add something the rule words do not already say.
 fn expected_words(positives: &[Rule], error: &Error<Rule>) -> Vec<String> {
     let mut words: Vec<String> = Vec::new();
-    let mut add = |word: String| {
-        if !words.contains(&word) {
-            words.push(word);
-        }
-    };
     for rule in positives {
         if let Some(word) = rules::describe(*rule) {
-            add(word.to_string());
+            push_new(&mut words, word.to_string());
         }
     }
+    let rule_words = words.clone();
+    let says = |word: &str| rule_words.iter().any(|known| known == word);
+    let says_value = says("an expression") || says("a default value (a literal)");
+
+    // pest does not export its token type; its Display gives a literal token's text, `a..b`
+    // for a character range and `BUILTIN_RULE` for NEWLINE and the like, which are skipped.
     let tokens = error
         .parse_attempts()
         .map(|attempts| attempts.expected_tokens());
-    // pest does not export its token type; its Display gives a literal token's text, `a..b`
-    // for a character range and `BUILTIN_RULE` for NEWLINE and the like, which are skipped.
     for token in tokens.unwrap_or_default() {
         let token = token.to_string();
-        if !is_range_or_builtin(&token) {
-            add(token_word(&token));
+        let redundant = match token.as_str() {
+            // Whitespace, comment openers and the `_` a name may start with.
+            "#" | "/*" | "_" => true,
+            text if text.trim().is_empty() || is_range_or_builtin(text) => true,
+            // What may continue a number.
+            "." | "e" | "E" => true,
+            // What a value may start with, a sign included.
+            "\"" | "[" | "true" | "false" | "-" => says_value,
+            "repeat" => says("an expression"),
+            "(" => says("an expression") || says("an argument list `(...)`"),
+            _ => false,
+        };
+        if !redundant {
+            push_new(&mut words, token_word(&token));
         }
     }
     words
+}
+
+fn push_new(words: &mut Vec<String>, word: String) {
+    if !words.contains(&word) {
+        words.push(word);
+    }
 }
 
 fn is_range_or_builtin(token: &str) -> bool {
@@ -96,7 +119,9 @@ fn found_at(text: &str, position: usize) -> (String, Span) {
     let rest = text.get(start..).unwrap_or("");
     let span = |length: usize| Span::new(start as u32, (start + length) as u32);
     let Some(first) = rest.chars().next() else {
-        return ("end of file".to_string(), span(0));
+        // A label past the last line would not show: point just after the last text instead.
+        let end = text.trim_end().len() as u32;
+        return ("end of file".to_string(), Span::new(end, end));
     };
     if first == '\n' || first == '\r' {
         return ("end of line".to_string(), span(first.len_utf8()));
@@ -130,29 +155,33 @@ const KEYWORDS: [&str; 8] = [
     "model", "block", "input", "output", "repeat", "as", "true", "false",
 ];
 
-/// A hint for common mistakes, judged from what was found and what was expected.
-fn hint(found: &str, expected: &[String]) -> Option<String> {
+/// A hint for common mistakes, judged from the text `before` the error, what was found and
+/// what was expected.
+fn hint(before: &str, found: &str, expected: &[String]) -> Option<String> {
     let token = found.trim_matches('`');
+    let wants = |word: &str| expected.iter().any(|known| known == word);
     let wants_name = expected.iter().any(|word| word.ends_with(" name"));
-    let wants_expression = expected.iter().any(|word| word == "an expression");
-    if wants_name && KEYWORDS.contains(&token) {
-        return Some(format!(
-            "`{token}` is a keyword and cannot be used as a name"
-        ));
-    }
-    if wants_name && token.starts_with(|c: char| c.is_ascii_digit()) {
-        return Some("names start with a letter or `_`".to_string());
-    }
-    if wants_name && token.starts_with(|c: char| !c.is_ascii() && c.is_alphabetic()) {
-        return Some("names use ASCII letters, digits and `_` only".to_string());
-    }
-    if token == "|>" && wants_expression {
-        return Some("`|>` needs a value on its left and a call on its right".to_string());
-    }
-    if expected.first().is_some_and(|word| word == "`=`") && found != "end of line" {
-        return Some("an assignment reads `NAME = expression`".to_string());
-    }
-    None
+    let after = before.trim_end_matches([' ', '\t']).chars().last();
+    let hint = if wants_name && KEYWORDS.contains(&token) {
+        format!("`{token}` is a keyword and cannot be used as a name")
+    } else if wants_name && token.starts_with(|c: char| c.is_ascii_digit()) {
+        "names start with a letter or `_`".to_string()
+    } else if token.starts_with(|c: char| !c.is_ascii() && c.is_alphabetic()) {
+        "names use ASCII letters, digits and `_` only".to_string()
+    } else if token == "|>" && wants("an expression") {
+        "`|>` needs a value on its left and a call on its right".to_string()
+    } else if after == Some(':') && wants("an expression") {
+        "a named argument needs a value after `:`, as in `kernel: 3`".to_string()
+    } else if wants("a default value (a literal)") {
+        "a default is a literal: a number, a string, `true`, `false` or a list of them".to_string()
+    } else if wants("an op or block name") {
+        "`repeat` takes a count, then the call it repeats, as in `repeat 3 basic(16)`".to_string()
+    } else if wants("`=`") && found != "end of line" && found != "end of file" {
+        "an assignment reads `NAME = expression`".to_string()
+    } else {
+        return None;
+    };
+    Some(hint)
 }
 
 #[cfg(test)]
@@ -185,7 +214,7 @@ mod tests {
     #[test]
     fn keyword_used_as_name_gets_a_hint() {
         let expected = vec!["a variable name".to_string()];
-        let hint = hint("`model`", &expected);
+        let hint = hint("", "`model`", &expected);
         assert_eq!(
             hint.as_deref(),
             Some("`model` is a keyword and cannot be used as a name")
