@@ -4,13 +4,15 @@
 //! the source itself, so that a rendered report names the file, line and column and underlines
 //! the text. The wording of each variant lives in its attributes here and nowhere else.
 
+use std::sync::Arc;
+
 use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme, NamedSource};
 use thiserror::Error;
 
 use crate::span::Span;
 
-/// The source as miette shows it: the file's name and text.
-pub type Source = NamedSource<String>;
+/// The source as miette shows it: the file's name and text, shared so errors stay small.
+pub type Source = Arc<NamedSource<String>>;
 
 /// Why a `.coop` source could not be turned into an AST.
 #[derive(Debug, Error, Diagnostic)]
@@ -273,7 +275,7 @@ mod tests {
     #[test]
     fn render_report_shows_file_line_column_and_label() {
         let error = ParseError::UnterminatedComment {
-            src: NamedSource::new("m.coop", "x\n/* y".to_string()),
+            src: Arc::new(NamedSource::new("m.coop", "x\n/* y".to_string())),
             span: Span::new(2, 4),
         };
         let report = render_report(&error);

@@ -6,6 +6,8 @@
 //! kind of statement may stand, expression depth). Invariant: no input panics; a parse tree of
 //! a shape this module does not expect becomes [`ParseError::Internal`].
 
+use std::sync::Arc;
+
 use miette::NamedSource;
 use pest::iterators::Pair;
 use pest::Parser;
@@ -141,7 +143,10 @@ struct Converter<'s> {
 
 impl Converter<'_> {
     fn src(&self) -> Source {
-        NamedSource::new(self.source.name.clone(), self.source.text.clone())
+        Arc::new(NamedSource::new(
+            self.source.name.clone(),
+            self.source.text.clone(),
+        ))
     }
 
     fn internal(&self, span: Span, detail: &str) -> ParseError {
@@ -244,38 +249,7 @@ impl Converter<'_> {
         let name = ident(&children.expect(Rule::block_name, self)?);
         let params = self.params(children.take(Rule::params))?;
         let body = self.body(children.expect(Rule::body, self)?)?;
-        let last = body.len().saturating_sub(1);
-        for (index, stmt) in body.iter().enumerate() {
-            match stmt {
-                Stmt::Input(input) => {
-                    return Err(self.misplaced(
-                        input.span,
-                        "an `input` statement",
-                        "block",
-                        "a block takes its inputs as parameters; `input` belongs in a model",
-                    ));
-                }
-                Stmt::Output(output) => {
-                    return Err(self.misplaced(
-                        output.span,
-                        "an `output` statement",
-                        "block",
-                        "a block returns the value of its last expression; `output` belongs \
-                         in a model",
-                    ));
-                }
-                Stmt::Expr(expr) if index != last => {
-                    return Err(self.misplaced(
-                        expr.span,
-                        "a bare expression other than the last",
-                        "block",
-                        "only the last statement of a block, its result, is a bare \
-                         expression; assign this one to a name",
-                    ));
-                }
-                Stmt::Assign(_) | Stmt::Expr(_) => {}
-            }
-        }
+        self.check_block_body(&body)?;
         let block = Block {
             name,
             params,
@@ -290,6 +264,33 @@ impl Converter<'_> {
             });
         }
         Ok(block)
+    }
+
+    /// A block body holds assignments and, last, its result: no `input`, no `output`, and no
+    /// bare expression before the end.
+    fn check_block_body(&self, body: &[Stmt]) -> Result<()> {
+        let last = body.len().saturating_sub(1);
+        for (index, stmt) in body.iter().enumerate() {
+            let (statement, hint) = match stmt {
+                Stmt::Input(_) => (
+                    "an `input` statement",
+                    "a block takes its inputs as parameters; `input` belongs in a model",
+                ),
+                Stmt::Output(_) => (
+                    "an `output` statement",
+                    "a block returns the value of its last expression; `output` belongs in a \
+                     model",
+                ),
+                Stmt::Expr(_) if index != last => (
+                    "a bare expression other than the last",
+                    "only the last statement of a block, its result, is a bare expression; \
+                     assign this one to a name",
+                ),
+                Stmt::Assign(_) | Stmt::Expr(_) => continue,
+            };
+            return Err(self.misplaced(stmt.span(), statement, "block", hint));
+        }
+        Ok(())
     }
 
     fn misplaced(
@@ -578,25 +579,10 @@ impl Converter<'_> {
             Rule::bool => leaf(ExprKind::Bool(pair.as_str() == "true")),
             Rule::string => leaf(ExprKind::Str(self.string(pair)?)),
             Rule::var => leaf(ExprKind::Ident(pair.as_str().to_string())),
-            Rule::list | Rule::literal_list => {
-                let elements = self.exprs(pair)?;
-                let depth = elements
-                    .iter()
-                    .map(|(_, depth)| depth + 1)
-                    .max()
-                    .unwrap_or(1);
-                let depth = self.check_depth(depth, span)?;
-                let elements = elements.into_iter().map(|(element, _)| element).collect();
-                Ok((
-                    Expr {
-                        kind: ExprKind::List(elements),
-                        span,
-                    },
-                    depth,
-                ))
-            }
+            Rule::list | Rule::literal_list => self.list(pair),
             Rule::paren => {
                 let (inner, depth) = self.expr(Children::of(pair).expect(Rule::expr, self)?)?;
+                // The parentheses belong to the expression's text.
                 Ok((
                     Expr {
                         kind: inner.kind,
@@ -619,6 +605,26 @@ impl Converter<'_> {
             }),
             _ => Err(self.unexpected(&pair, "an expression")),
         }
+    }
+
+    /// `[a, b, ...]`, in an expression or as a parameter default.
+    fn list(&self, pair: Pair<'_, Rule>) -> Result<Deep> {
+        let span = span_of(&pair);
+        let elements = self.exprs(pair)?;
+        let depth = elements
+            .iter()
+            .map(|(_, depth)| depth + 1)
+            .max()
+            .unwrap_or(1);
+        let depth = self.check_depth(depth, span)?;
+        let elements = elements.into_iter().map(|(element, _)| element).collect();
+        Ok((
+            Expr {
+                kind: ExprKind::List(elements),
+                span,
+            },
+            depth,
+        ))
     }
 
     // ---- Literals ------------------------------------------------------------------------

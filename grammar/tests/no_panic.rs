@@ -148,7 +148,9 @@ proptest! {
     }
 
     #[test]
-    fn samples_with_swapped_lines_parse_or_report(text in sample(), a in any::<usize>(), b in any::<usize>()) {
+    fn samples_with_swapped_lines_parse_or_report(
+        text in sample(), a in any::<usize>(), b in any::<usize>(),
+    ) {
         let mut lines: Vec<&str> = text.lines().collect();
         let (a, b) = (a % lines.len(), b % lines.len());
         lines.swap(a, b);

@@ -1,7 +1,8 @@
 //! Realistic `.coop` sources shared by the tests.
 
 /// The LeNet-like MNIST network of DESIGN.md.
-pub const LENET: &str = r#"# A LeNet-like network (two 5x5 convolutions of 20 and 30 filters, one dense layer).
+pub const LENET: &str = r#"
+# A LeNet-like network: two 5x5 convolutions (20 and 30 filters), one dense layer.
 model lenet(classes = 10) {
     input image: [1, 28, 28]
     x = image |> conv(20, kernel: 5) |> relu |> maxpool(2)
