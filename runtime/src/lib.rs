@@ -4,3 +4,5 @@
 pub mod program;
 pub mod target;
 pub mod rng;
+pub mod data;
+pub mod schedule_lr;

@@ -21,6 +21,33 @@ fn splitmix64(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// What a derived stream is for: the first key given to [`Rng::derive`], so that two
+/// purposes never share random numbers even with equal further keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum Stream {
+    /// Parameter initialisation (keys: a parameter's index).
+    Init = 1,
+    /// Choosing the training subset (keys: the class).
+    Subset = 2,
+    /// Choosing the validation split (keys: the class).
+    Validation = 3,
+    /// The order of an epoch (keys: the epoch).
+    Shuffle = 4,
+    /// The augmentation of one sample (keys: the epoch, the sample's index).
+    Augment = 5,
+}
+
+impl Stream {
+    /// A generator for this purpose: `Rng::derive(seed, [self, keys…])`.
+    pub fn rng(self, seed: u64, keys: &[u64]) -> Rng {
+        let mut all = Vec::with_capacity(keys.len() + 1);
+        all.push(self as u64);
+        all.extend_from_slice(keys);
+        Rng::derive(seed, &all)
+    }
+}
+
 /// A xoshiro256** generator. Not cryptographic; fast, 256 bits of state, period 2^256 − 1.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rng {
@@ -208,6 +235,13 @@ mod tests {
     }
 
     #[test]
+    fn streams_for_different_purposes_differ() {
+        let init = Stream::Init.rng(1, &[0]).next_u64();
+        assert_ne!(init, Stream::Shuffle.rng(1, &[0]).next_u64());
+        assert_eq!(init, Rng::derive(1, &[1, 0]).next_u64());
+    }
+
+    #[test]
     fn below_stays_in_range_and_covers_it() {
         let mut rng = Rng::seed_from(3);
         let mut seen = [0usize; 9];
@@ -215,7 +249,10 @@ mod tests {
             let value = rng.below(9) as usize;
             seen[value] += 1;
         }
-        assert!(seen.iter().all(|&count| (800..1200).contains(&count)), "{seen:?}");
+        assert!(
+            seen.iter().all(|&count| (800..1200).contains(&count)),
+            "{seen:?}"
+        );
         assert_eq!(rng.below(0), 0);
         assert_eq!(rng.below(1), 0);
     }
