@@ -202,7 +202,9 @@ impl Program {
 
     /// Ids of the slots for which `keep` holds, in slot order.
     pub fn slots_where(&self, keep: impl Fn(&TensorSlot) -> bool) -> Vec<usize> {
-        (0..self.tensors.len()).filter(|&id| keep(&self.tensors[id])).collect()
+        (0..self.tensors.len())
+            .filter(|&id| keep(&self.tensors[id]))
+            .collect()
     }
 
     /// Checks the table's internal consistency: unique names, step arguments in range, arena
@@ -215,7 +217,11 @@ impl Program {
         let mut names = BTreeMap::new();
         for (id, slot) in self.tensors.iter().enumerate() {
             if let Some(first) = names.insert(slot.name.as_str(), id) {
-                return Err(ProgramError::DuplicateName { name: slot.name.clone(), first, id });
+                return Err(ProgramError::DuplicateName {
+                    name: slot.name.clone(),
+                    first,
+                    id,
+                });
             }
             self.validate_slot(id, slot)?;
         }
@@ -236,9 +242,9 @@ impl Program {
 
     fn validate_slot(&self, id: usize, slot: &TensorSlot) -> Result<(), ProgramError> {
         match slot.storage {
-            Storage::Persistent if slot.batched => {
-                Err(ProgramError::BatchedPersistent { name: slot.name.clone() })
-            }
+            Storage::Persistent if slot.batched => Err(ProgramError::BatchedPersistent {
+                name: slot.name.clone(),
+            }),
             Storage::Arena { offset_bytes } => {
                 let end = offset_bytes + slot.bytes(self.max_batch);
                 if offset_bytes % ARENA_ALIGN != 0 || end > self.arena_bytes {
@@ -338,12 +344,18 @@ impl HostTensor {
 
     /// An `f32` tensor; `data.len()` must equal the product of `shape`.
     pub fn f32(shape: Vec<usize>, data: Vec<f32>) -> Self {
-        HostTensor { shape, data: TensorData::F32(data) }
+        HostTensor {
+            shape,
+            data: TensorData::F32(data),
+        }
     }
 
     /// An `i32` tensor; `data.len()` must equal the product of `shape`.
     pub fn i32(shape: Vec<usize>, data: Vec<i32>) -> Self {
-        HostTensor { shape, data: TensorData::I32(data) }
+        HostTensor {
+            shape,
+            data: TensorData::I32(data),
+        }
     }
 
     /// The element type.
@@ -458,7 +470,12 @@ impl ParamStore {
             .tensors
             .iter()
             .filter(|slot| slot.storage == Storage::Persistent)
-            .map(|slot| (slot.name.clone(), HostTensor::zeros(slot.dtype, slot.shape(1))))
+            .map(|slot| {
+                (
+                    slot.name.clone(),
+                    HostTensor::zeros(slot.dtype, slot.shape(1)),
+                )
+            })
             .collect();
         ParamStore { tensors }
     }
@@ -484,15 +501,28 @@ mod tests {
     use super::*;
 
     fn slot(name: &str, batched: bool, dims: Vec<usize>, storage: Storage) -> TensorSlot {
-        TensorSlot { name: name.into(), dtype: DType::F32, batched, dims, storage }
+        TensorSlot {
+            name: name.into(),
+            dtype: DType::F32,
+            batched,
+            dims,
+            storage,
+        }
     }
 
     fn program(tensors: Vec<TensorSlot>, arena_bytes: usize) -> Program {
-        let steps = vec![Step { kernel: "k".into(), args: vec![0, 1], batch_split: false }];
+        let steps = vec![Step {
+            kernel: "k".into(),
+            args: vec![0, 1],
+            batch_split: false,
+        }];
         Program {
             mlir: String::new(),
             tensors,
-            entries: vec![Entry { name: "train_step".into(), steps }],
+            entries: vec![Entry {
+                name: "train_step".into(),
+                steps,
+            }],
             max_batch: 4,
             arena_bytes,
         }
@@ -516,7 +546,10 @@ mod tests {
         ];
         assert_eq!(program(tensors.clone(), 128).validate(), Ok(()));
         let error = program(tensors, 100).validate();
-        assert!(matches!(error, Err(ProgramError::BadArenaSlot { end: 128, .. })), "{error:?}");
+        assert!(
+            matches!(error, Err(ProgramError::BadArenaSlot { end: 128, .. })),
+            "{error:?}"
+        );
     }
 
     #[test]
@@ -526,23 +559,35 @@ mod tests {
             slot("a", false, vec![1], Storage::Feed),
         ];
         let error = program(duplicate, 0).validate();
-        assert!(matches!(error, Err(ProgramError::DuplicateName { .. })), "{error:?}");
+        assert!(
+            matches!(error, Err(ProgramError::DuplicateName { .. })),
+            "{error:?}"
+        );
         let one = vec![slot("a", false, vec![1], Storage::Feed)];
         let error = program(one, 0).validate();
-        assert!(matches!(error, Err(ProgramError::SlotOutOfRange { slot: 1, .. })), "{error:?}");
+        assert!(
+            matches!(error, Err(ProgramError::SlotOutOfRange { slot: 1, .. })),
+            "{error:?}"
+        );
         let batched = vec![
             slot("p", true, vec![1], Storage::Persistent),
             slot("b", false, vec![1], Storage::Feed),
         ];
         let error = program(batched, 0).validate();
-        assert!(matches!(error, Err(ProgramError::BatchedPersistent { .. })), "{error:?}");
+        assert!(
+            matches!(error, Err(ProgramError::BatchedPersistent { .. })),
+            "{error:?}"
+        );
     }
 
     #[test]
     fn program_round_trips_through_json_and_steps_default_unsplit() {
         let original = program(vec![slot("a", true, vec![2], Storage::Output)], 0);
         let text = serde_json::to_string(&original).expect("serialises");
-        assert_eq!(serde_json::from_str::<Program>(&text).expect("parses"), original);
+        assert_eq!(
+            serde_json::from_str::<Program>(&text).expect("parses"),
+            original
+        );
         let step: Step = serde_json::from_str(r#"{"kernel":"k","args":[0]}"#).expect("parses");
         assert!(!step.batch_split);
     }

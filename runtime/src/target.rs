@@ -22,7 +22,11 @@ pub struct MlirDiagnostic {
 
 impl std::fmt::Display for MlirDiagnostic {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(formatter, "{}: {}: {}", self.location, self.severity, self.message)?;
+        write!(
+            formatter,
+            "{}: {}: {}",
+            self.location, self.severity, self.message
+        )?;
         for note in &self.notes {
             write!(formatter, "\n  note: {note}")?;
         }
@@ -104,7 +108,10 @@ pub enum TargetError {
         name: String,
     },
     /// A provided tensor has the wrong element type or size.
-    #[error("tensor `{name}`: expected {expected_dtype:?} with shape {expected:?}, got {found_dtype:?} with {found} elements")]
+    #[error(
+        "tensor `{name}`: expected {expected_dtype:?} with shape {expected:?}, got \
+         {found_dtype:?} with {found} elements"
+    )]
     TensorMismatch {
         /// The slot's name.
         name: String,

@@ -13,6 +13,9 @@ mod engine;
 pub mod pipeline;
 pub mod ukernels;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -35,7 +38,10 @@ const SPLIT_MIN_ELEMENTS: usize = 1 << 14;
 
 /// A program compiled for this CPU, with its arena.
 pub struct CpuExecutable {
-    #[expect(dead_code, reason = "owns the JIT code that the kernel pointers point into")]
+    #[expect(
+        dead_code,
+        reason = "owns the JIT code that the kernel pointers point into"
+    )]
     engine: Engine,
     program: Program,
     entries: Vec<EntryPlan>,
@@ -136,7 +142,10 @@ impl CpuExecutable {
     ) -> Result<BTreeMap<String, HostTensor>, TargetError> {
         let index = self.entry_index(entry)?;
         if batch == 0 || batch > self.program.max_batch {
-            return Err(TargetError::BadBatch { batch, max_batch: self.program.max_batch });
+            return Err(TargetError::BadBatch {
+                batch,
+                max_batch: self.program.max_batch,
+            });
         }
         let mut outputs = Vec::new();
         let bases = self.bind(index, batch, feeds, persistent, &mut outputs)?;
@@ -144,14 +153,26 @@ impl CpuExecutable {
             self.call_step(index, step_index, batch, &bases)?;
         }
         let tensors = &self.program.tensors;
-        Ok(outputs.into_iter().map(|(id, tensor)| (tensors[id].name.clone(), tensor)).collect())
+        Ok(outputs
+            .into_iter()
+            .map(|(id, tensor)| (tensors[id].name.clone(), tensor))
+            .collect())
     }
 
     fn entry_index(&self, entry: &str) -> Result<usize, TargetError> {
-        let found = self.program.entries.iter().position(|candidate| candidate.name == entry);
+        let found = self
+            .program
+            .entries
+            .iter()
+            .position(|candidate| candidate.name == entry);
         found.ok_or_else(|| TargetError::UnknownEntry {
             entry: entry.to_owned(),
-            available: self.program.entries.iter().map(|entry| entry.name.clone()).collect(),
+            available: self
+                .program
+                .entries
+                .iter()
+                .map(|entry| entry.name.clone())
+                .collect(),
         })
     }
 
@@ -180,7 +201,9 @@ impl CpuExecutable {
                     view.data_ptr().cast_mut()
                 }
                 Storage::Persistent => {
-                    let tensor = persistent.get_mut(&slot.name).ok_or_else(|| missing(&slot.name))?;
+                    let tensor = persistent
+                        .get_mut(&slot.name)
+                        .ok_or_else(|| missing(&slot.name))?;
                     if tensor.dtype() != slot.dtype || tensor.shape != slot.shape(1) {
                         return Err(mismatch(slot, batch, tensor.dtype(), tensor.len()));
                     }
@@ -224,7 +247,9 @@ impl CpuExecutable {
             unsafe { frames[0].call() };
         } else {
             ukernels::pool().install(|| {
-                frames.par_iter_mut().for_each(|frame| unsafe { frame.call() });
+                frames
+                    .par_iter_mut()
+                    .for_each(|frame| unsafe { frame.call() });
             });
         }
         match ukernels::take_failure() {
@@ -240,13 +265,21 @@ impl CpuExecutable {
 }
 
 /// Number of batch parts a step runs in: 1 unless it is batch-split and large enough.
-fn split_parts(executable: &CpuExecutable, batch_split: bool, args: &[usize], batch: usize) -> usize {
+fn split_parts(
+    executable: &CpuExecutable,
+    batch_split: bool,
+    args: &[usize],
+    batch: usize,
+) -> usize {
     if !batch_split {
         return 1;
     }
     let tensors = &executable.program.tensors;
-    let elements: usize =
-        args.iter().filter(|&&id| tensors[id].batched).map(|&id| tensors[id].elements(batch)).sum();
+    let elements: usize = args
+        .iter()
+        .filter(|&&id| tensors[id].batched)
+        .map(|&id| tensors[id].elements(batch))
+        .sum();
     if elements < SPLIT_MIN_ELEMENTS {
         return 1;
     }
@@ -254,28 +287,33 @@ fn split_parts(executable: &CpuExecutable, batch_split: bool, args: &[usize], ba
 }
 
 /// Resolves the kernels of an entry and lists the slots its steps use.
-fn plan_entry(
-    engine: &Engine,
-    entry: &Entry,
-) -> Result<EntryPlan, TargetError> {
-    let mut slots: Vec<usize> = entry.steps.iter().flat_map(|step| step.args.iter().copied()).collect();
+fn plan_entry(engine: &Engine, entry: &Entry) -> Result<EntryPlan, TargetError> {
+    let mut slots: Vec<usize> = entry
+        .steps
+        .iter()
+        .flat_map(|step| step.args.iter().copied())
+        .collect();
     slots.sort_unstable();
     slots.dedup();
     let steps = entry
         .steps
         .iter()
         .map(|step| {
-            engine.packed_kernel(&step.kernel).ok_or_else(|| TargetError::MissingKernel {
-                entry: entry.name.clone(),
-                kernel: step.kernel.clone(),
-            })
+            engine
+                .packed_kernel(&step.kernel)
+                .ok_or_else(|| TargetError::MissingKernel {
+                    entry: entry.name.clone(),
+                    kernel: step.kernel.clone(),
+                })
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(EntryPlan { steps, slots })
 }
 
 fn missing(name: &str) -> TargetError {
-    TargetError::MissingTensor { name: name.to_owned() }
+    TargetError::MissingTensor {
+        name: name.to_owned(),
+    }
 }
 
 fn mismatch(slot: &TensorSlot, batch: usize, found_dtype: DType, found: usize) -> TargetError {

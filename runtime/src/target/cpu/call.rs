@@ -47,11 +47,21 @@ impl Frame {
             starts.push(words.len());
             push_descriptor(&mut words, base, &sizes);
         }
-        let mut frame = Frame { function, words, descriptors: Vec::new(), packed: Vec::new() };
+        let mut frame = Frame {
+            function,
+            words,
+            descriptors: Vec::new(),
+            packed: Vec::new(),
+        };
         let origin = frame.words.as_mut_ptr();
-        frame.descriptors = starts.iter().map(|&start| origin.wrapping_add(start).cast()).collect();
+        frame.descriptors = starts
+            .iter()
+            .map(|&start| origin.wrapping_add(start).cast())
+            .collect();
         let pointers = frame.descriptors.as_mut_ptr();
-        frame.packed = (0..args.len()).map(|index| pointers.wrapping_add(index).cast()).collect();
+        frame.packed = (0..args.len())
+            .map(|index| pointers.wrapping_add(index).cast())
+            .collect();
         frame
     }
 

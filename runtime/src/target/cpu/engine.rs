@@ -34,7 +34,14 @@ impl Engine {
     pub fn new(module: &Module, opt_level: i32) -> Option<Self> {
         // SAFETY: the module is a valid, live module; no shared libraries are passed.
         let raw = unsafe {
-            mlirExecutionEngineCreate(module.to_raw(), opt_level, 0, std::ptr::null(), false, false)
+            mlirExecutionEngineCreate(
+                module.to_raw(),
+                opt_level,
+                0,
+                std::ptr::null(),
+                false,
+                false,
+            )
         };
         (!raw.ptr.is_null()).then_some(Engine { raw })
     }
@@ -48,7 +55,11 @@ impl Engine {
     pub unsafe fn register_symbol(&self, name: &str, address: *mut ()) {
         // SAFETY: the engine is live; the caller vouches for the address.
         unsafe {
-            mlirExecutionEngineRegisterSymbol(self.raw, StringRef::new(name).to_raw(), address.cast())
+            mlirExecutionEngineRegisterSymbol(
+                self.raw,
+                StringRef::new(name).to_raw(),
+                address.cast(),
+            )
         }
     }
 
@@ -64,10 +75,12 @@ impl Engine {
     pub fn packed_kernel(&self, kernel: &str) -> Option<PackedFunction> {
         let name = format!("_mlir__mlir_ciface_{kernel}");
         // SAFETY: the engine is live.
-        let address = unsafe { mlirExecutionEngineLookup(self.raw, StringRef::new(&name).to_raw()) };
+        let address =
+            unsafe { mlirExecutionEngineLookup(self.raw, StringRef::new(&name).to_raw()) };
         // SAFETY: every `_mlir__mlir_ciface_*` symbol is a packed wrapper the execution engine
         // generated, with exactly the `PackedFunction` signature.
-        (!address.is_null()).then(|| unsafe { std::mem::transmute::<*mut c_void, PackedFunction>(address) })
+        (!address.is_null())
+            .then(|| unsafe { std::mem::transmute::<*mut c_void, PackedFunction>(address) })
     }
 }
 

@@ -13,8 +13,7 @@ use melior::ir::operation::{OperationLike, WalkOrder, WalkResult};
 use melior::ir::Module;
 use melior::pass::PassManager;
 use melior::utility::{
-    parse_pass_pipeline, register_all_dialects, register_all_llvm_translations,
-    register_all_passes,
+    parse_pass_pipeline, register_all_dialects, register_all_llvm_translations, register_all_passes,
 };
 use melior::Context;
 
@@ -74,15 +73,25 @@ impl MlirSession {
                 message: diagnostic.to_string(),
                 notes,
             };
-            sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(record);
+            sink.lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push(record);
             true
         });
-        MlirSession { context, diagnostics }
+        MlirSession {
+            context,
+            diagnostics,
+        }
     }
 
     /// Takes the diagnostics collected so far.
     pub fn take_diagnostics(&self) -> Vec<MlirDiagnostic> {
-        std::mem::take(&mut *self.diagnostics.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+        std::mem::take(
+            &mut *self
+                .diagnostics
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
     }
 
     /// Parses and verifies `text`.
@@ -92,10 +101,14 @@ impl MlirSession {
     /// [`TargetError::Parse`] or [`TargetError::Verify`] with MLIR's diagnostics.
     pub fn parse(&self, text: &str) -> Result<Module<'_>, TargetError> {
         let Some(module) = Module::parse(&self.context, text) else {
-            return Err(TargetError::Parse { diagnostics: self.take_diagnostics() });
+            return Err(TargetError::Parse {
+                diagnostics: self.take_diagnostics(),
+            });
         };
         if !module.as_operation().verify() {
-            return Err(TargetError::Verify { diagnostics: self.take_diagnostics() });
+            return Err(TargetError::Verify {
+                diagnostics: self.take_diagnostics(),
+            });
         }
         Ok(module)
     }
@@ -110,14 +123,24 @@ impl MlirSession {
         for (stage, pipeline) in STAGES {
             let started = Instant::now();
             let manager = PassManager::new(&self.context);
-            parse_pass_pipeline(manager.as_operation_pass_manager(), pipeline).map_err(|error| {
-                TargetError::Lower { stage: format!("{stage}: {error}"), diagnostics: Vec::new() }
-            })?;
+            parse_pass_pipeline(manager.as_operation_pass_manager(), pipeline).map_err(
+                |error| TargetError::Lower {
+                    stage: format!("{stage}: {error}"),
+                    diagnostics: Vec::new(),
+                },
+            )?;
             if manager.run(module).is_err() {
                 let diagnostics = self.take_diagnostics();
-                return Err(TargetError::Lower { stage: stage.to_owned(), diagnostics });
+                return Err(TargetError::Lower {
+                    stage: stage.to_owned(),
+                    diagnostics,
+                });
             }
-            tracing::debug!(stage, seconds = started.elapsed().as_secs_f64(), "lowering stage");
+            tracing::debug!(
+                stage,
+                seconds = started.elapsed().as_secs_f64(),
+                "lowering stage"
+            );
         }
         first_unlowered(module).map_or(Ok(()), Err)
     }
@@ -132,15 +155,20 @@ impl Default for MlirSession {
 /// The first operation that is neither the module nor in the LLVM dialect, as an error.
 fn first_unlowered(module: &Module<'_>) -> Option<TargetError> {
     let mut found = None;
-    module.as_operation().walk(WalkOrder::PreOrder, |operation| {
-        let name = operation.name();
-        let name = name.as_string_ref().as_str().unwrap_or("?");
-        if name == "builtin.module" || name.starts_with("llvm.") {
-            return WalkResult::Advance;
-        }
-        let location = operation.location().to_string();
-        found = Some(TargetError::NotLowered { op: name.to_owned(), location });
-        WalkResult::Interrupt
-    });
+    module
+        .as_operation()
+        .walk(WalkOrder::PreOrder, |operation| {
+            let name = operation.name();
+            let name = name.as_string_ref().as_str().unwrap_or("?");
+            if name == "builtin.module" || name.starts_with("llvm.") {
+                return WalkResult::Advance;
+            }
+            let location = operation.location().to_string();
+            found = Some(TargetError::NotLowered {
+                op: name.to_owned(),
+                location,
+            });
+            WalkResult::Interrupt
+        });
     found
 }

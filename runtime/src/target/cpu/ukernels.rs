@@ -70,13 +70,18 @@ static FAILURE: Mutex<Option<UkernelError>> = Mutex::new(None);
 
 /// Records the first failure since the last [`take_failure`].
 fn record_failure(error: UkernelError) {
-    let mut slot = FAILURE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut slot = FAILURE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     slot.get_or_insert(error);
 }
 
 /// The first micro-kernel failure recorded since the previous call, if any.
 pub fn take_failure() -> Option<UkernelError> {
-    FAILURE.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
+    FAILURE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .take()
 }
 
 /// The thread pool the micro-kernels (and batch-split kernel steps) run on: one thread per
@@ -111,12 +116,20 @@ pub struct GemmOperand<'a> {
 impl<'a> GemmOperand<'a> {
     /// A row-major matrix with `columns` columns.
     pub fn row_major(data: &'a [f32], columns: usize) -> Self {
-        GemmOperand { data, row_stride: columns, col_stride: 1 }
+        GemmOperand {
+            data,
+            row_stride: columns,
+            col_stride: 1,
+        }
     }
 
     /// The transpose of a stored row-major matrix with `stored_columns` columns.
     pub fn transposed(data: &'a [f32], stored_columns: usize) -> Self {
-        GemmOperand { data, row_stride: 1, col_stride: stored_columns }
+        GemmOperand {
+            data,
+            row_stride: 1,
+            col_stride: stored_columns,
+        }
     }
 
     /// Index one past the last element of a `rows x columns` view (0 when empty).
@@ -135,7 +148,10 @@ impl<'a> GemmOperand<'a> {
 /// # Panics
 ///
 /// When an operand slice is too short for its view (a caller bug; the ABI layer catches it).
-#[expect(clippy::too_many_arguments, reason = "a GEMM has this many independent parameters")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a GEMM has this many independent parameters"
+)]
 pub fn gemm_f32(
     m: usize,
     n: usize,
@@ -147,9 +163,18 @@ pub fn gemm_f32(
     rhs: GemmOperand<'_>,
 ) {
     let dst_view = GemmOperand::row_major(dst, dst_row_stride);
-    assert!(dst_view.extent(m, n) <= dst.len(), "gemm: destination too short");
-    assert!(lhs.extent(m, k) <= lhs.data.len(), "gemm: left operand too short");
-    assert!(rhs.extent(k, n) <= rhs.data.len(), "gemm: right operand too short");
+    assert!(
+        dst_view.extent(m, n) <= dst.len(),
+        "gemm: destination too short"
+    );
+    assert!(
+        lhs.extent(m, k) <= lhs.data.len(),
+        "gemm: left operand too short"
+    );
+    assert!(
+        rhs.extent(k, n) <= rhs.data.len(),
+        "gemm: right operand too short"
+    );
     if m == 0 || n == 0 {
         return;
     }

@@ -24,9 +24,18 @@ pub struct MemRef<const RANK: usize> {
 /// The symbols to register in the JIT: C name and address of each micro-kernel.
 pub fn symbols() -> [(&'static str, *mut ()); 4] {
     [
-        ("_mlir_ciface_coopc_conv2d_forward", conv2d_forward as *mut ()),
-        ("_mlir_ciface_coopc_conv2d_input_grad", conv2d_input_grad as *mut ()),
-        ("_mlir_ciface_coopc_conv2d_weight_grad", conv2d_weight_grad as *mut ()),
+        (
+            "_mlir_ciface_coopc_conv2d_forward",
+            conv2d_forward as *mut (),
+        ),
+        (
+            "_mlir_ciface_coopc_conv2d_input_grad",
+            conv2d_input_grad as *mut (),
+        ),
+        (
+            "_mlir_ciface_coopc_conv2d_weight_grad",
+            conv2d_weight_grad as *mut (),
+        ),
         ("_mlir_ciface_coopc_matmul", matmul as *mut ()),
     ]
 }
@@ -42,7 +51,9 @@ fn sizes<const RANK: usize>(memref: &MemRef<RANK>, operand: &str) -> Result<[usi
     let mut expected = 1usize;
     for index in (0..RANK).rev() {
         if sizes[index] > 1 && memref.strides[index] as usize != expected {
-            return Err(format!("{operand} is not contiguous row-major: sizes {sizes:?}"));
+            return Err(format!(
+                "{operand} is not contiguous row-major: sizes {sizes:?}"
+            ));
         }
         expected *= sizes[index];
     }
@@ -59,12 +70,21 @@ struct Buffer {
 
 impl Buffer {
     fn of<const RANK: usize>(memref: &MemRef<RANK>, len: usize) -> Self {
-        Buffer { start: memref.aligned.wrapping_offset(memref.offset as isize), len }
+        Buffer {
+            start: memref.aligned.wrapping_offset(memref.offset as isize),
+            len,
+        }
     }
 
     fn overlaps(&self, other: &Buffer) -> bool {
-        let (start, end) = (self.start as usize, self.start.wrapping_add(self.len) as usize);
-        let (other_start, other_end) = (other.start as usize, other.start.wrapping_add(other.len) as usize);
+        let (start, end) = (
+            self.start as usize,
+            self.start.wrapping_add(self.len) as usize,
+        );
+        let (other_start, other_end) = (
+            other.start as usize,
+            other.start.wrapping_add(other.len) as usize,
+        );
         self.len > 0 && other.len > 0 && start < other_end && other_start < end
     }
 
@@ -161,7 +181,9 @@ fn optional_len(bias: [usize; 1], wanted: usize, operand: &str) -> Result<usize,
     match bias[0] {
         0 => Ok(0),
         len if len == wanted => Ok(len),
-        len => Err(format!("{operand} has {len} elements; expected 0 or {wanted}")),
+        len => Err(format!(
+            "{operand} has {len} elements; expected 0 or {wanted}"
+        )),
     }
 }
 
@@ -183,7 +205,12 @@ unsafe extern "C" fn conv2d_forward(
 ) {
     guarded("coopc_conv2d_forward", || {
         let (x_sizes, w_sizes) = (sizes(x, "x")?, sizes(w, "w")?);
-        let shape = conv_shape(x_sizes, w_sizes, sizes(y, "y")?, [stride_h, stride_w, pad_h, pad_w])?;
+        let shape = conv_shape(
+            x_sizes,
+            w_sizes,
+            sizes(y, "y")?,
+            [stride_h, stride_w, pad_h, pad_w],
+        )?;
         let bias_len = optional_len(sizes(bias, "bias")?, shape.out_channels, "bias")?;
         let x = Buffer::of(x, x_sizes.iter().product());
         let w = Buffer::of(w, w_sizes.iter().product());
@@ -213,7 +240,12 @@ unsafe extern "C" fn conv2d_input_grad(
 ) {
     guarded("coopc_conv2d_input_grad", || {
         let (dy_sizes, w_sizes, dx_sizes) = (sizes(dy, "dy")?, sizes(w, "w")?, sizes(dx, "dx")?);
-        let shape = conv_shape(dx_sizes, w_sizes, dy_sizes, [stride_h, stride_w, pad_h, pad_w])?;
+        let shape = conv_shape(
+            dx_sizes,
+            w_sizes,
+            dy_sizes,
+            [stride_h, stride_w, pad_h, pad_w],
+        )?;
         let dy = Buffer::of(dy, dy_sizes.iter().product());
         let w = Buffer::of(w, w_sizes.iter().product());
         let dx = Buffer::of(dx, dx_sizes.iter().product());
@@ -243,7 +275,12 @@ unsafe extern "C" fn conv2d_weight_grad(
 ) {
     guarded("coopc_conv2d_weight_grad", || {
         let (dy_sizes, x_sizes, dw_sizes) = (sizes(dy, "dy")?, sizes(x, "x")?, sizes(dw, "dw")?);
-        let shape = conv_shape(x_sizes, dw_sizes, dy_sizes, [stride_h, stride_w, pad_h, pad_w])?;
+        let shape = conv_shape(
+            x_sizes,
+            dw_sizes,
+            dy_sizes,
+            [stride_h, stride_w, pad_h, pad_w],
+        )?;
         let db_len = optional_len(sizes(db, "db")?, shape.out_channels, "db")?;
         let dy = Buffer::of(dy, dy_sizes.iter().product());
         let x = Buffer::of(x, x_sizes.iter().product());
@@ -273,8 +310,16 @@ unsafe extern "C" fn matmul(
     guarded("coopc_matmul", || {
         let (a_sizes, b_sizes, c_sizes) = (sizes(a, "a")?, sizes(b, "b")?, sizes(c, "c")?);
         let (transpose_a, transpose_b) = (transpose_a != 0, transpose_b != 0);
-        let [m, k] = if transpose_a { [a_sizes[1], a_sizes[0]] } else { a_sizes };
-        let [k_b, n] = if transpose_b { [b_sizes[1], b_sizes[0]] } else { b_sizes };
+        let [m, k] = if transpose_a {
+            [a_sizes[1], a_sizes[0]]
+        } else {
+            a_sizes
+        };
+        let [k_b, n] = if transpose_b {
+            [b_sizes[1], b_sizes[0]]
+        } else {
+            b_sizes
+        };
         if k != k_b || c_sizes != [m, n] {
             return Err(format!(
                 "a {a_sizes:?} (transposed: {transpose_a}), b {b_sizes:?} (transposed: \
@@ -287,7 +332,13 @@ unsafe extern "C" fn matmul(
         check_disjoint(&[c], &[a, b, bias])?;
         // SAFETY: sizes match the descriptors of live JIT buffers; the output overlaps nothing.
         let (a, b, bias, c) = unsafe { (a.read(), b.read(), bias.read(), c.write()) };
-        let shape = MatmulShape { m, n, k, transpose_a, transpose_b };
+        let shape = MatmulShape {
+            m,
+            n,
+            k,
+            transpose_a,
+            transpose_b,
+        };
         pool().install(|| matmul::matmul(&shape, a, b, bias, c));
         Ok(())
     });

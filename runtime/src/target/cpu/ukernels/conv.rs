@@ -37,12 +37,22 @@ pub struct ConvShape {
 impl ConvShape {
     /// Output height, `(H + 2p - K) / s + 1`; 0 when the kernel does not fit.
     pub fn out_height(&self) -> usize {
-        out_extent(self.in_height, self.kernel_height, self.stride.0, self.padding.0)
+        out_extent(
+            self.in_height,
+            self.kernel_height,
+            self.stride.0,
+            self.padding.0,
+        )
     }
 
     /// Output width, `(W + 2p - K) / s + 1`; 0 when the kernel does not fit.
     pub fn out_width(&self) -> usize {
-        out_extent(self.in_width, self.kernel_width, self.stride.1, self.padding.1)
+        out_extent(
+            self.in_width,
+            self.kernel_width,
+            self.stride.1,
+            self.padding.1,
+        )
     }
 
     /// Rows of the im2col matrix: `Cin·Kh·Kw`.
@@ -95,10 +105,12 @@ pub fn forward(shape: &ConvShape, x: &[f32], w: &[f32], bias: &[f32], y: &mut [f
     }
     let in_len = shape.in_image_len();
     let out_len = shape.out_image_len();
-    y.par_chunks_mut(out_len).enumerate().for_each(|(image, y_image)| {
-        let x_image = &x[image * in_len..(image + 1) * in_len];
-        forward_image(shape, x_image, w, bias, y_image);
-    });
+    y.par_chunks_mut(out_len)
+        .enumerate()
+        .for_each(|(image, y_image)| {
+            let x_image = &x[image * in_len..(image + 1) * in_len];
+            forward_image(shape, x_image, w, bias, y_image);
+        });
 }
 
 /// One image of [`forward`]: `y (Cout x HoWo) = W (Cout x CinKK) · col (CinKK x HoWo) + b`.
@@ -114,13 +126,31 @@ fn forward_image(shape: &ConvShape, x: &[f32], w: &[f32], bias: &[f32], y: &mut 
     let weight = GemmOperand::row_major(w, patch);
     if shape.is_pointwise() {
         let col = GemmOperand::row_major(x, pixels);
-        gemm_f32(shape.out_channels, pixels, patch, y, pixels, has_bias, weight, col);
+        gemm_f32(
+            shape.out_channels,
+            pixels,
+            patch,
+            y,
+            pixels,
+            has_bias,
+            weight,
+            col,
+        );
         return;
     }
     with_scratch(patch * pixels, |col| {
         im2col(shape, x, col);
         let col = GemmOperand::row_major(col, pixels);
-        gemm_f32(shape.out_channels, pixels, patch, y, pixels, has_bias, weight, col);
+        gemm_f32(
+            shape.out_channels,
+            pixels,
+            patch,
+            y,
+            pixels,
+            has_bias,
+            weight,
+            col,
+        );
     });
 }
 
@@ -141,10 +171,12 @@ pub fn input_grad(shape: &ConvShape, dy: &[f32], w: &[f32], dx: &mut [f32]) {
     }
     let in_len = shape.in_image_len();
     let out_len = shape.out_image_len();
-    dx.par_chunks_mut(in_len).enumerate().for_each(|(image, dx_image)| {
-        let dy_image = &dy[image * out_len..(image + 1) * out_len];
-        input_grad_image(shape, dy_image, w, dx_image);
-    });
+    dx.par_chunks_mut(in_len)
+        .enumerate()
+        .for_each(|(image, dx_image)| {
+            let dy_image = &dy[image * out_len..(image + 1) * out_len];
+            input_grad_image(shape, dy_image, w, dx_image);
+        });
 }
 
 /// The forward convolution equal to the input gradient of `shape`, when stride is 1 and each
@@ -163,7 +195,10 @@ fn flipped_shape(shape: &ConvShape) -> Option<ConvShape> {
         kernel_height: shape.kernel_height,
         kernel_width: shape.kernel_width,
         stride: (1, 1),
-        padding: (shape.kernel_height - 1 - shape.padding.0, shape.kernel_width - 1 - shape.padding.1),
+        padding: (
+            shape.kernel_height - 1 - shape.padding.0,
+            shape.kernel_width - 1 - shape.padding.1,
+        ),
     })
 }
 
@@ -196,7 +231,16 @@ fn input_grad_image(shape: &ConvShape, dy: &[f32], w: &[f32], dx: &mut [f32]) {
         // dcol (CinKK x HoWo) = Wᵀ (CinKK x Cout) · dy (Cout x HoWo)
         let weight_t = GemmOperand::transposed(w, patch);
         let dy = GemmOperand::row_major(dy, pixels);
-        gemm_f32(patch, pixels, shape.out_channels, dcol, pixels, false, weight_t, dy);
+        gemm_f32(
+            patch,
+            pixels,
+            shape.out_channels,
+            dcol,
+            pixels,
+            false,
+            weight_t,
+            dy,
+        );
         col2im_add(shape, dcol, dx);
     });
 }
@@ -205,8 +249,8 @@ fn input_grad_image(shape: &ConvShape, dy: &[f32], w: &[f32], dx: &mut [f32]) {
 /// pixels when `db` is not empty: `dy [N,Cout,Ho,Wo]`, `x [N,Cin,H,W]`, `dw [Cout,Cin,Kh,Kw]`
 /// and `db [Cout]` (both overwritten).
 ///
-/// Images are cut into chunks of [`WEIGHT_GRAD_CHUNK_IMAGES`]; each chunk accumulates its own partial
-/// sum image by image, and the partials are added in chunk order.
+/// Images are cut into chunks of [`WEIGHT_GRAD_CHUNK_IMAGES`]; each chunk accumulates its own
+/// partial sum image by image, and the partials are added in chunk order.
 pub fn weight_grad(shape: &ConvShape, dy: &[f32], x: &[f32], dw: &mut [f32], db: &mut [f32]) {
     let weight_len = shape.out_channels * shape.patch_len();
     let bias_len = if db.is_empty() { 0 } else { shape.out_channels };
@@ -214,21 +258,28 @@ pub fn weight_grad(shape: &ConvShape, dy: &[f32], x: &[f32], dw: &mut [f32], db:
     let chunks = shape.batch.div_ceil(WEIGHT_GRAD_CHUNK_IMAGES);
     let mut partials = vec![0.0f32; chunks * partial_len];
     if shape.out_pixels() > 0 {
-        partials.par_chunks_mut(partial_len).enumerate().for_each(|(chunk, partial)| {
-            let first = chunk * WEIGHT_GRAD_CHUNK_IMAGES;
-            let images = first..(first + WEIGHT_GRAD_CHUNK_IMAGES).min(shape.batch);
-            let (dw_partial, db_partial) = partial.split_at_mut(weight_len);
-            for image in images {
-                weight_grad_image(shape, dy, x, image, dw_partial, db_partial);
-            }
-        });
+        partials
+            .par_chunks_mut(partial_len)
+            .enumerate()
+            .for_each(|(chunk, partial)| {
+                let first = chunk * WEIGHT_GRAD_CHUNK_IMAGES;
+                let images = first..(first + WEIGHT_GRAD_CHUNK_IMAGES).min(shape.batch);
+                let (dw_partial, db_partial) = partial.split_at_mut(weight_len);
+                for image in images {
+                    weight_grad_image(shape, dy, x, image, dw_partial, db_partial);
+                }
+            });
     }
     dw.fill(0.0);
     db.fill(0.0);
     for partial in partials.chunks(partial_len) {
         let (dw_partial, db_partial) = partial.split_at(weight_len);
-        dw.iter_mut().zip(dw_partial).for_each(|(total, part)| *total += part);
-        db.iter_mut().zip(db_partial).for_each(|(total, part)| *total += part);
+        dw.iter_mut()
+            .zip(dw_partial)
+            .for_each(|(total, part)| *total += part);
+        db.iter_mut()
+            .zip(db_partial)
+            .for_each(|(total, part)| *total += part);
     }
 }
 
@@ -252,13 +303,31 @@ fn weight_grad_image(
     let dy_operand = GemmOperand::row_major(dy_image, pixels);
     if shape.is_pointwise() {
         let col_t = GemmOperand::transposed(x_image, pixels);
-        gemm_f32(shape.out_channels, patch, pixels, dw, patch, true, dy_operand, col_t);
+        gemm_f32(
+            shape.out_channels,
+            patch,
+            pixels,
+            dw,
+            patch,
+            true,
+            dy_operand,
+            col_t,
+        );
         return;
     }
     with_scratch(patch * pixels, |col| {
         im2col(shape, x_image, col);
         let col_t = GemmOperand::transposed(col, pixels);
-        gemm_f32(shape.out_channels, patch, pixels, dw, patch, true, dy_operand, col_t);
+        gemm_f32(
+            shape.out_channels,
+            patch,
+            pixels,
+            dw,
+            patch,
+            true,
+            dy_operand,
+            col_t,
+        );
     });
 }
 
@@ -308,7 +377,9 @@ fn col2im_add(shape: &ConvShape, dcol: &[f32], dx: &mut [f32]) {
 
 /// The input row read by output row `oh` at kernel row `kh`, or `None` in the padding.
 fn input_row(shape: &ConvShape, oh: usize, kh: usize) -> Option<usize> {
-    (oh * shape.stride.0 + kh).checked_sub(shape.padding.0).filter(|&ih| ih < shape.in_height)
+    (oh * shape.stride.0 + kh)
+        .checked_sub(shape.padding.0)
+        .filter(|&ih| ih < shape.in_height)
 }
 
 /// The range of output columns whose input column `ow·s + kw - p` lies inside `[0, W)`.
@@ -318,7 +389,10 @@ fn valid_columns(shape: &ConvShape, kw: usize, out_width: usize) -> (usize, usiz
     let first = pad.saturating_sub(kw).div_ceil(stride);
     // ow·s + kw - pad < W  <=>  ow < (W + pad - kw) / s rounded up
     let last = (shape.in_width + pad).saturating_sub(kw).div_ceil(stride);
-    (first.min(out_width), last.min(out_width).max(first.min(out_width)))
+    (
+        first.min(out_width),
+        last.min(out_width).max(first.min(out_width)),
+    )
 }
 
 /// `out[ow] = line[ow·s + kw - p]`, 0 outside the line.
@@ -334,7 +408,10 @@ fn gather_line(shape: &ConvShape, kw: usize, line: &[f32], out: &mut [f32]) {
         out[first..last].copy_from_slice(&line[start..start + (last - first)]);
     } else {
         let source = line[start..].iter().step_by(shape.stride.1);
-        out[first..last].iter_mut().zip(source).for_each(|(target, value)| *target = *value);
+        out[first..last]
+            .iter_mut()
+            .zip(source)
+            .for_each(|(target, value)| *target = *value);
     }
 }
 
@@ -346,5 +423,228 @@ fn scatter_line(shape: &ConvShape, kw: usize, out: &[f32], line: &mut [f32]) {
     }
     let start = first * shape.stride.1 + kw - shape.padding.1;
     let targets = line[start..].iter_mut().step_by(shape.stride.1);
-    targets.zip(&out[first..last]).for_each(|(target, value)| *target += value);
+    targets
+        .zip(&out[first..last])
+        .for_each(|(target, value)| *target += value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic generator of test values in [-1, 1).
+    struct Values(u64);
+
+    impl Values {
+        fn next(&mut self) -> f32 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        }
+
+        fn vec(&mut self, len: usize) -> Vec<f32> {
+            (0..len).map(|_| self.next()).collect()
+        }
+    }
+
+    /// Calls `visit(n, co, ci, oh, ow, kh, kw, ih, iw)` for every tap inside the input.
+    fn for_each_tap(shape: &ConvShape, mut visit: impl FnMut([usize; 9])) {
+        for n in 0..shape.batch {
+            for co in 0..shape.out_channels {
+                for ci in 0..shape.in_channels {
+                    for oh in 0..shape.out_height() {
+                        for ow in 0..shape.out_width() {
+                            for kh in 0..shape.kernel_height {
+                                for kw in 0..shape.kernel_width {
+                                    let ih =
+                                        (oh * shape.stride.0 + kh).checked_sub(shape.padding.0);
+                                    let iw =
+                                        (ow * shape.stride.1 + kw).checked_sub(shape.padding.1);
+                                    if let (Some(ih), Some(iw)) = (ih, iw) {
+                                        if ih < shape.in_height && iw < shape.in_width {
+                                            visit([n, co, ci, oh, ow, kh, kw, ih, iw]);
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    struct Index(ConvShape);
+
+    impl Index {
+        fn x(&self, n: usize, c: usize, h: usize, w: usize) -> usize {
+            let s = &self.0;
+            ((n * s.in_channels + c) * s.in_height + h) * s.in_width + w
+        }
+        fn y(&self, n: usize, c: usize, h: usize, w: usize) -> usize {
+            let s = &self.0;
+            ((n * s.out_channels + c) * s.out_height() + h) * s.out_width() + w
+        }
+        fn w(&self, co: usize, ci: usize, kh: usize, kw: usize) -> usize {
+            let s = &self.0;
+            ((co * s.in_channels + ci) * s.kernel_height + kh) * s.kernel_width + kw
+        }
+    }
+
+    /// Float64 references of the three convolutions: (sum, sum of |terms|) per element.
+    fn references(shape: &ConvShape, x: &[f32], w: &[f32], dy: &[f32]) -> [Vec<(f64, f64)>; 3] {
+        let at = Index(*shape);
+        let mut y = vec![(0.0, 0.0); dy.len()];
+        let mut dx = vec![(0.0, 0.0); x.len()];
+        let mut dw = vec![(0.0, 0.0); w.len()];
+        for_each_tap(shape, |[n, co, ci, oh, ow, kh, kw, ih, iw]| {
+            let (xi, yi, wi) = (
+                at.x(n, ci, ih, iw),
+                at.y(n, co, oh, ow),
+                at.w(co, ci, kh, kw),
+            );
+            let add = |target: &mut (f64, f64), a: f32, b: f32| {
+                let term = f64::from(a) * f64::from(b);
+                target.0 += term;
+                target.1 += term.abs();
+            };
+            add(&mut y[yi], x[xi], w[wi]);
+            add(&mut dx[xi], dy[yi], w[wi]);
+            add(&mut dw[wi], dy[yi], x[xi]);
+        });
+        [y, dx, dw]
+    }
+
+    fn assert_close(what: &str, shape: &ConvShape, got: &[f32], expected: &[(f64, f64)]) {
+        assert_eq!(got.len(), expected.len(), "{what} length for {shape:?}");
+        for (index, (&value, &(sum, magnitude))) in got.iter().zip(expected).enumerate() {
+            let error = (f64::from(value) - sum).abs();
+            assert!(
+                error <= 1e-5 * magnitude + 1e-6,
+                "{what}[{index}] = {value}, expected {sum} (shape {shape:?})"
+            );
+        }
+    }
+
+    fn shape(
+        batch: usize,
+        channels: (usize, usize),
+        size: (usize, usize),
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+    ) -> ConvShape {
+        ConvShape {
+            batch,
+            in_channels: channels.0,
+            in_height: size.0,
+            in_width: size.1,
+            out_channels: channels.1,
+            kernel_height: kernel.0,
+            kernel_width: kernel.1,
+            stride,
+            padding,
+        }
+    }
+
+    fn shapes() -> Vec<ConvShape> {
+        vec![
+            shape(2, (3, 4), (8, 8), (3, 3), (1, 1), (1, 1)),
+            shape(1, (5, 3), (7, 9), (3, 3), (2, 2), (1, 1)),
+            shape(3, (4, 6), (6, 5), (1, 1), (1, 1), (0, 0)),
+            shape(2, (4, 6), (7, 7), (1, 1), (2, 2), (0, 0)),
+            shape(1, (2, 3), (9, 6), (5, 5), (1, 1), (2, 2)),
+            shape(2, (3, 2), (5, 7), (2, 3), (1, 2), (0, 1)),
+            shape(1, (2, 2), (4, 4), (1, 1), (1, 1), (1, 1)),
+            shape(10, (3, 5), (5, 5), (3, 3), (1, 1), (0, 0)),
+            shape(2, (3, 4), (6, 6), (3, 3), (3, 3), (2, 2)),
+            shape(1, (1, 1), (3, 3), (3, 3), (1, 1), (0, 0)),
+        ]
+    }
+
+    #[test]
+    fn convolutions_match_float64_loops_on_odd_shapes() {
+        let mut values = Values(7);
+        for shape in shapes() {
+            let x = values.vec(shape.batch * shape.in_image_len());
+            let w = values.vec(shape.out_channels * shape.patch_len());
+            let dy = values.vec(shape.batch * shape.out_image_len());
+            let bias = values.vec(shape.out_channels);
+            let [y_ref, dx_ref, dw_ref] = references(&shape, &x, &w, &dy);
+
+            let mut y = vec![f32::NAN; dy.len()];
+            forward(&shape, &x, &w, &[], &mut y);
+            assert_close("y", &shape, &y, &y_ref);
+            forward(&shape, &x, &w, &bias, &mut y);
+            let pixels = shape.out_pixels();
+            let y_biased: Vec<(f64, f64)> = y_ref
+                .iter()
+                .enumerate()
+                .map(|(i, &(sum, mag))| {
+                    let b = f64::from(bias[(i / pixels) % shape.out_channels]);
+                    (sum + b, mag + b.abs())
+                })
+                .collect();
+            assert_close("y+b", &shape, &y, &y_biased);
+
+            let mut dx = vec![f32::NAN; x.len()];
+            input_grad(&shape, &dy, &w, &mut dx);
+            assert_close("dx", &shape, &dx, &dx_ref);
+
+            let mut dw = vec![f32::NAN; w.len()];
+            let mut db = vec![f32::NAN; shape.out_channels];
+            weight_grad(&shape, &dy, &x, &mut dw, &mut db);
+            assert_close("dw", &shape, &dw, &dw_ref);
+            let db_ref: Vec<(f64, f64)> = (0..shape.out_channels)
+                .map(|co| {
+                    let terms = (0..shape.batch).flat_map(|n| {
+                        dy[(n * shape.out_channels + co) * pixels..][..pixels].iter()
+                    });
+                    terms.fold((0.0, 0.0), |(s, m), &v| {
+                        (s + f64::from(v), m + f64::from(v).abs())
+                    })
+                })
+                .collect();
+            assert_close("db", &shape, &db, &db_ref);
+        }
+    }
+
+    #[test]
+    fn convolutions_are_bitwise_reproducible_on_any_pool() {
+        let shape = shape(19, (6, 8), (9, 9), (3, 3), (1, 1), (1, 1));
+        let mut values = Values(11);
+        let x = values.vec(shape.batch * shape.in_image_len());
+        let w = values.vec(shape.out_channels * shape.patch_len());
+        let dy = values.vec(shape.batch * shape.out_image_len());
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("pool");
+            pool.install(|| {
+                let mut y = vec![0.0; dy.len()];
+                let mut dx = vec![0.0; x.len()];
+                let mut dw = vec![0.0; w.len()];
+                let mut db = vec![0.0; shape.out_channels];
+                forward(&shape, &x, &w, &[], &mut y);
+                input_grad(&shape, &dy, &w, &mut dx);
+                weight_grad(&shape, &dy, &x, &mut dw, &mut db);
+                [y, dx, dw, db].map(|values| values.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+            })
+        };
+        let single = run(1);
+        assert_eq!(run(2), single);
+        assert_eq!(run(3), single);
+        assert_eq!(run(2), single);
+    }
+
+    #[test]
+    fn output_extent_follows_the_floor_formula() {
+        assert_eq!(out_extent(32, 3, 1, 1), 32);
+        assert_eq!(out_extent(32, 3, 2, 1), 16);
+        assert_eq!(out_extent(7, 3, 2, 0), 3);
+        assert_eq!(out_extent(2, 5, 1, 1), 0);
+    }
 }
