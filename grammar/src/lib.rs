@@ -2,7 +2,8 @@
 //!
 //! pest types never leave this crate: the parser converts each pair into an AST node that keeps
 //! a [`Span`], and pest's syntax errors into [`ParseError`] reports. The language itself is
-//! described in `docs/language.md`.
+//! described in `docs/language.md`. The AST types implement `Display`, printing canonical
+//! source that parses back to the same tree.
 #![warn(missing_docs)]
 #![cfg_attr(
     not(test),
@@ -12,6 +13,7 @@
 pub mod ast;
 pub mod error;
 pub mod parse;
+mod print;
 mod rules;
 mod scan;
 pub mod span;

@@ -1,16 +1,19 @@
 //! No input panics the parser: random bytes, token soups, and truncated, shortened and
 //! lengthened copies of the sample sources all give `Ok` or a `ParseError` with a span inside
-//! the source that renders, and never an internal error.
+//! the source that renders, and never an internal error; whatever parses prints back as
+//! source of the same tree.
 
 use grammar::{parse, render_report, ParseError, SourceFile};
 use proptest::prelude::*;
 
-use crate::sources;
+use crate::{sources, without_spans};
 
-/// Parses `text`; on error, checks the error is a user error whose span fits and renders.
+/// Parses `text`. On success, checks the printed tree reads back; on error, checks the error
+/// is a user error whose span fits and renders.
 fn parses_or_reports(text: &str) -> Result<(), TestCaseError> {
-    let Err(error) = parse(&SourceFile::new("fuzz.coop", text)) else {
-        return Ok(());
+    let error = match parse(&SourceFile::new("fuzz.coop", text)) {
+        Ok(file) => return prints_back(&file),
+        Err(error) => error,
     };
     prop_assert!(
         !matches!(error, ParseError::Internal { .. }),
@@ -26,6 +29,16 @@ fn parses_or_reports(text: &str) -> Result<(), TestCaseError> {
         prop_assert!(text.is_char_boundary(span.end as usize), "{span:?}");
     }
     prop_assert!(!render_report(&error).is_empty());
+    Ok(())
+}
+
+/// Whatever parses prints as source that parses back to the same tree.
+fn prints_back(file: &grammar::ast::File) -> Result<(), TestCaseError> {
+    let printed = file.to_string();
+    match parse(&SourceFile::new("printed.coop", printed.as_str())) {
+        Ok(reparsed) => prop_assert_eq!(without_spans(&reparsed), without_spans(file)),
+        Err(error) => prop_assert!(false, "{printed}\n{}", render_report(&error)),
+    }
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 use grammar::ast::{Arg, BinaryOp, Block, Call, Expr, ExprKind, File, Item, Model, Param, Stmt};
 use grammar::{parse, SourceFile, Span, MAX_NESTING};
 
-use crate::sources;
+use crate::{sources, without_spans};
 
 fn parse_ok(name: &str, text: &str) -> File {
     match parse(&SourceFile::new(name, text)) {
@@ -388,4 +388,33 @@ fn operators_follow_usual_precedence_and_pipes_bind_loosest() {
     assert_eq!(text(source, rhs.span), "2 * n / 3");
     let (input, _) = pipe(block(&file, 0).result().expect("a result"));
     assert_eq!(text(source, input.span), "y + x");
+}
+
+#[test]
+fn printed_samples_parse_back_to_the_same_tree() {
+    for (name, source) in sources::ALL {
+        let file = parse_ok(name, source);
+        let printed = file.to_string();
+        let reparsed = parse_ok(name, &printed);
+        assert_eq!(without_spans(&reparsed), without_spans(&file), "{printed}");
+        assert_eq!(reparsed.to_string(), printed);
+    }
+}
+
+#[test]
+fn crlf_line_endings_and_tabs_parse_like_newlines_and_spaces() {
+    for (name, source) in sources::ALL {
+        let windows = source.replace('\n', "\r\n").replace("    ", "\t");
+        let file = parse_ok(name, &windows);
+        assert_eq!(without_spans(&file), without_spans(&parse_ok(name, source)));
+    }
+}
+
+#[test]
+fn a_model_may_leave_out_empty_parentheses() {
+    let file = parse_ok(
+        "bare.coop",
+        "model m {\n    input i: [1]\n    output o = i\n}\n",
+    );
+    assert!(model(&file, 0).params.is_empty());
 }
