@@ -273,6 +273,16 @@ mod tests {
     }
 
     #[test]
+    fn parse_error_stays_small() {
+        // Results carrying it travel up the recursive parser; keep them cheap to move.
+        assert!(
+            std::mem::size_of::<ParseError>() <= 112,
+            "{}",
+            std::mem::size_of::<ParseError>()
+        );
+    }
+
+    #[test]
     fn render_report_shows_file_line_column_and_label() {
         let error = ParseError::UnterminatedComment {
             src: Arc::new(NamedSource::new("m.coop", "x\n/* y".to_string())),

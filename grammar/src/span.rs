@@ -58,9 +58,18 @@ impl SourceFile {
         }
     }
 
-    /// 1-based line and column (in characters) of a byte offset.
+    /// The text a span covers, or `None` when the span is not inside this file.
+    pub fn text_at(&self, span: Span) -> Option<&str> {
+        self.text.get(span.start as usize..span.end as usize)
+    }
+
+    /// 1-based line and column (in characters) of a byte offset; an offset past the end counts
+    /// as the end, one inside a character as that character.
     pub fn line_column(&self, offset: u32) -> (u32, u32) {
-        let offset = (offset as usize).min(self.text.len());
+        let mut offset = (offset as usize).min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
         let before = self.text.get(..offset).unwrap_or("");
         let line = before.matches('\n').count() as u32 + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
@@ -78,5 +87,19 @@ mod tests {
         let file = SourceFile::new("m.coop", "ab\ncd");
         assert_eq!(file.line_column(0), (1, 1));
         assert_eq!(file.line_column(4), (2, 2));
+    }
+
+    #[test]
+    fn line_column_of_an_offset_inside_a_character_is_that_character() {
+        let file = SourceFile::new("m.coop", "é\nx");
+        assert_eq!(file.line_column(1), (1, 1));
+        assert_eq!(file.line_column(99), (2, 2));
+    }
+
+    #[test]
+    fn text_at_returns_the_covered_text_or_none() {
+        let file = SourceFile::new("m.coop", "model m");
+        assert_eq!(file.text_at(Span::new(6, 7)), Some("m"));
+        assert_eq!(file.text_at(Span::new(6, 9)), None);
     }
 }
