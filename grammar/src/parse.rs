@@ -1,4 +1,4 @@
-//! The parser: `.coop` text to [`ast::File`].
+//! The parser: `.coop` text to [`crate::ast::File`].
 //!
 //! Three steps: the lexical scan (unterminated comments and strings, bracket depth), the pest
 //! grammar, and the conversion of pest pairs into AST nodes, which converts every pest span to

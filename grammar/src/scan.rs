@@ -10,7 +10,7 @@
 use crate::span::Span;
 
 /// The deepest nesting of `(`, `[` and `{` accepted, and the deepest expression tree the
-/// parser builds; anything deeper is reported as [`Problem::TooDeep`].
+/// parser builds; anything deeper is reported as `ParseError::NestingTooDeep`.
 pub const MAX_NESTING: usize = 256;
 
 /// The largest source accepted: spans are `u32` byte offsets.
