@@ -6,5 +6,8 @@
 //! [`ir::op`] for each op's exact semantics and `docs/ir.md` for the user-facing table.
 #![warn(missing_docs)]
 
+pub mod error;
+pub mod infer;
 pub mod ir;
+pub mod passes;
 pub mod reference;

@@ -7,6 +7,8 @@
 //!   are exactly `0..k` with no gaps (`inputs` returns them in order);
 //! - raw petgraph indices never leave this module.
 
+use std::collections::BTreeMap;
+
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
@@ -51,6 +53,9 @@ pub struct Node {
 pub struct Graph {
     nodes: StableDiGraph<Node, u32>,
     outputs: Vec<(String, NodeId)>,
+    /// Hierarchical layer names of nodes that have one (`stage1.block2.relu1`): the site a pass
+    /// derives new parameter names from, and what the printer shows beside a node.
+    layer_names: BTreeMap<NodeId, String>,
 }
 
 impl Graph {
@@ -138,6 +143,7 @@ impl Graph {
     /// Removes `id` and its edges. The caller makes sure no remaining node needs it.
     pub fn remove(&mut self, id: NodeId) -> Option<Node> {
         self.outputs.retain(|(_, output)| *output != id);
+        self.layer_names.remove(&id);
         self.nodes.remove_node(id.to_petgraph())
     }
 
@@ -199,6 +205,16 @@ impl Graph {
             }
         }
         (order.len() == ids.len()).then_some(order)
+    }
+
+    /// Gives `id` the hierarchical layer name `name` (replacing any earlier one).
+    pub fn set_layer_name(&mut self, id: NodeId, name: impl Into<String>) {
+        self.layer_names.insert(id, name.into());
+    }
+
+    /// The layer name of `id`, when it has one.
+    pub fn layer_name(&self, id: NodeId) -> Option<&str> {
+        self.layer_names.get(&id).map(String::as_str)
     }
 
     /// The parameter nodes, in creation order.
