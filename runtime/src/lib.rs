@@ -6,3 +6,4 @@ pub mod target;
 pub mod rng;
 pub mod data;
 pub mod schedule_lr;
+pub mod experiment;

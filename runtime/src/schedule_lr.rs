@@ -17,10 +17,11 @@
 use serde::{Deserialize, Serialize};
 
 /// A learning-rate schedule over one phase.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Schedule {
-    /// The base rate throughout.
+    /// The base rate throughout (the default).
+    #[default]
     Constant,
     /// Multiply by `factor` every `every` epochs.
     Step {
