@@ -59,6 +59,16 @@ pub enum BuildError {
         #[label("first defined here")]
         previous: Span,
     },
+    /// A block named like a built-in op.
+    #[error("`{name}` is a built-in op; a block cannot take its name")]
+    #[diagnostic(code(build::reserved_name), help("rename the block"))]
+    ReservedName {
+        /// The name.
+        name: String,
+        /// The block's name.
+        #[label("built-in op name")]
+        span: Span,
+    },
     /// A call with too many or too few positional arguments.
     #[error("`{callee}` takes {expected} arguments, found {found}")]
     #[diagnostic(code(build::argument_count))]
@@ -425,6 +435,14 @@ pub enum CompileError {
     /// A command-line option is not acceptable.
     #[error(transparent)]
     Option(Box<Located<OptionError>>),
+    /// A pass failed: bad options (a user error) or a graph breaking the pass's contract.
+    #[error("pass `{stage}` failed")]
+    Pass {
+        /// The pass.
+        stage: String,
+        /// Why.
+        error: Box<Located<crate::passes::PassError>>,
+    },
     /// The verifier found a malformed graph after a stage: a bug in coopc.
     #[error("internal error: the IR is malformed after `{stage}`")]
     Internal {
@@ -438,7 +456,11 @@ pub enum CompileError {
 impl CompileError {
     /// True when the error is a bug in coopc rather than a mistake of the user's.
     pub fn is_internal(&self) -> bool {
-        matches!(self, CompileError::Internal { .. })
+        match self {
+            CompileError::Internal { .. } => true,
+            CompileError::Pass { error, .. } => error.error.is_internal(),
+            _ => false,
+        }
     }
 
     /// The individual reports, each renderable on its own (with its source).
@@ -447,6 +469,7 @@ impl CompileError {
             CompileError::Parse(error) => vec![error.as_ref() as &dyn Diagnostic],
             CompileError::Build(errors) => errors.iter().map(|e| e as &dyn Diagnostic).collect(),
             CompileError::Option(error) => vec![error.as_ref() as &dyn Diagnostic],
+            CompileError::Pass { error, .. } => vec![error.as_ref() as &dyn Diagnostic],
             CompileError::Internal { errors, .. } => {
                 errors.iter().map(|e| e as &dyn Diagnostic).collect()
             }
@@ -456,8 +479,8 @@ impl CompileError {
     /// All reports rendered as text without colour (what the error snapshots store).
     pub fn render(&self) -> String {
         let mut text = String::new();
-        if let CompileError::Internal { stage, .. } = self {
-            text.push_str(&format!("internal error after `{stage}`: please report this\n"));
+        if self.is_internal() {
+            text.push_str(&format!("{self}: this is a bug in coopc, please report it\n"));
         }
         for diagnostic in self.diagnostics() {
             text.push_str(&grammar::error::render_report(diagnostic));

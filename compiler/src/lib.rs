@@ -6,8 +6,11 @@
 //! [`ir::op`] for each op's exact semantics and `docs/ir.md` for the user-facing table.
 #![warn(missing_docs)]
 
+pub mod build;
 pub mod error;
 pub mod infer;
 pub mod ir;
 pub mod passes;
+pub mod pipeline;
 pub mod reference;
+pub mod summary;

@@ -1,0 +1,297 @@
+//! Building the typed graph IR from a parsed `.coop` file.
+//!
+//! The phase runs in two steps. The static check ([`check`]) reads every item: duplicate
+//! names, names used before they are defined, unknown ops or blocks, argument binding,
+//! recursion between blocks, models without input or output. Then the chosen model is
+//! instantiated: its parameters take their defaults or the user's overrides, block calls are
+//! expanded inline in fresh naming scopes ([`scope`]), pipes and repeats are desugared
+//! ([`expr`]), and each op is added through the [`GraphBuilder`], which infers its type.
+//!
+//! Invariant: every error of both steps is collected (each reported once) and the graph is
+//! returned only when there is none; a failed computation yields a poison value that later
+//! uses pass on silently, so one mistake gives one report.
+
+mod args;
+mod builtins;
+mod check;
+mod expr;
+mod scope;
+mod value;
+
+use std::collections::{HashMap, HashSet};
+
+use grammar::ast::{Block, ExprKind, File, Model, Stmt};
+use grammar::Span;
+
+use crate::error::BuildError;
+use crate::ir::{Graph, GraphBuilder};
+use check::Items;
+use scope::Scope;
+use value::Value;
+
+pub use builtins::{Builtin, BUILTINS};
+pub use value::MAX_SIZE;
+
+/// Most nodes a model may expand to.
+pub const MAX_NODES: usize = 2_000_000;
+
+/// Deepest nesting of block calls.
+pub const MAX_BLOCK_DEPTH: usize = 128;
+
+/// What to build.
+#[derive(Clone, Debug, Default)]
+pub struct BuildOptions {
+    /// The model to build; `None` when the file has exactly one.
+    pub model: Option<String>,
+    /// Values for model parameters, replacing their defaults (`--set classes=100`). Names the
+    /// model does not have are ignored here (the pipeline reports them).
+    pub overrides: Vec<(String, ExprKind)>,
+}
+
+/// A built model.
+#[derive(Clone, Debug)]
+pub struct Built {
+    /// The model's name.
+    pub model: String,
+    /// Its typed graph: inputs, layers and the named outputs (logits, no loss).
+    pub graph: Graph,
+}
+
+/// Builds the typed IR of one model of `file`.
+///
+/// # Errors
+/// Every [`BuildError`] found, in the order found, each once.
+pub fn build(file: &File, options: &BuildOptions) -> Result<Built, Vec<BuildError>> {
+    let _span = tracing::info_span!("build").entered();
+    let mut errors = Errors::default();
+    let items = Items::collect(file, &mut errors);
+    let recursive = check::check_items(file, &items, &mut errors);
+    let Some(model) = select_model(file, &items, options.model.as_deref(), &mut errors) else {
+        return Err(errors.list);
+    };
+
+    let mut graph = Graph::new();
+    let mut instantiator = Instantiator {
+        items: &items,
+        recursive: &recursive,
+        builder: GraphBuilder::new(&mut graph),
+        errors,
+        depth: 0,
+        aborted: false,
+    };
+    instantiator.model(model, &options.overrides);
+    let errors = instantiator.errors.list;
+    if errors.is_empty() {
+        Ok(Built { model: model.name.name.clone(), graph })
+    } else {
+        Err(errors)
+    }
+}
+
+/// The model to build: the one named, or the only one.
+fn select_model<'a>(
+    file: &File,
+    items: &Items<'a>,
+    name: Option<&str>,
+    errors: &mut Errors,
+) -> Option<&'a Model> {
+    if let Some(name) = name {
+        let found = items.models.iter().find(|model| model.name.name == name).copied();
+        if found.is_none() {
+            let names: Vec<&str> = items.models.iter().map(|model| model.name.name.as_str()).collect();
+            let help = format!("the models of this file: {}", names.join(", "));
+            errors.push(BuildError::UndefinedName { name: format!("model {name}"), span: Span::new(0, 0), help });
+        }
+        return found;
+    }
+    match items.models.as_slice() {
+        [] => {
+            errors.push(BuildError::NoModel { span: file.span });
+            None
+        }
+        [only] => Some(only),
+        [_, second, ..] => {
+            let names: Vec<&str> = items.models.iter().map(|model| model.name.name.as_str()).collect();
+            errors.push(BuildError::SeveralModels { names: names.join(", "), span: second.name.span });
+            None
+        }
+    }
+}
+
+/// The errors of the phase, each kept once (a block instantiated many times reports its
+/// mistakes once).
+#[derive(Default)]
+pub(crate) struct Errors {
+    list: Vec<BuildError>,
+    seen: HashSet<(Span, String)>,
+}
+
+impl Errors {
+    pub(crate) fn push(&mut self, error: BuildError) {
+        let key = (error_span(&error), error.to_string());
+        if self.seen.insert(key) {
+            self.list.push(error);
+        }
+    }
+}
+
+fn error_span(error: &BuildError) -> Span {
+    use BuildError::*;
+    match error {
+        UnknownCallee { span, .. }
+        | UndefinedName { span, .. }
+        | ReservedName { span, .. }
+        | DuplicateName { span, .. }
+        | ArgumentCount { span, .. }
+        | UnknownNamedArgument { span, .. }
+        | ArgumentGivenTwice { span, .. }
+        | MissingArgument { span, .. }
+        | WrongKind { span, .. }
+        | BadSize { span, .. }
+        | OutOfRange { span, .. }
+        | Shape { span, .. }
+        | Recursion { span, .. }
+        | NoOutput { span, .. }
+        | NoInput { span, .. }
+        | NoModel { span }
+        | SeveralModels { span, .. }
+        | Arithmetic { span, .. }
+        | TooLarge { span, .. } => *span,
+    }
+}
+
+/// The variables of one model or block instance, and its naming scope.
+pub(crate) struct Frame {
+    env: HashMap<String, Value>,
+    scope: Scope,
+}
+
+/// The state of one model's instantiation.
+pub(crate) struct Instantiator<'i, 'g> {
+    items: &'i Items<'i>,
+    recursive: &'i HashSet<String>,
+    builder: GraphBuilder<'g>,
+    errors: Errors,
+    depth: usize,
+    /// Set once a size limit is passed: nothing more is built.
+    aborted: bool,
+}
+
+impl Instantiator<'_, '_> {
+    /// Instantiates `model` with `overrides` for its parameters.
+    fn model(&mut self, model: &Model, overrides: &[(String, ExprKind)]) {
+        let mut frame = Frame { env: HashMap::new(), scope: Scope::new(String::new()) };
+        for param in &model.params {
+            let name = &param.name.name;
+            let value = match (overrides.iter().find(|(key, _)| key == name), &param.default) {
+                (Some((_, kind)), _) => {
+                    let expr = grammar::ast::Expr { kind: kind.clone(), span: param.span };
+                    self.eval(&expr, &mut frame)
+                }
+                (None, Some(default)) => self.eval(default, &mut frame),
+                (None, None) => {
+                    self.errors.push(BuildError::MissingArgument {
+                        callee: model.name.name.clone(),
+                        name: name.clone(),
+                        span: param.span,
+                        help: format!("give it a default, or pass `--set {name}=VALUE`"),
+                    });
+                    Value::Poison
+                }
+            };
+            frame.env.insert(name.clone(), value);
+        }
+        for stmt in &model.body {
+            self.model_statement(stmt, &mut frame);
+        }
+    }
+
+    fn model_statement(&mut self, stmt: &Stmt, frame: &mut Frame) {
+        match stmt {
+            Stmt::Input(input) => {
+                let mut dims = Vec::with_capacity(input.dims.len());
+                for dim in &input.dims {
+                    let value = self.eval(dim, frame);
+                    dims.push(self.accept(value::size(&value, "an input dimension", dim.span, false)));
+                }
+                let dims: Option<Vec<usize>> = dims.into_iter().collect();
+                let value = match dims {
+                    Some(dims) => {
+                        let result = self.builder.input(&input.name.name, dims, input.span);
+                        self.accept(result.map_err(value::Refusal::Error)).map_or(Value::Poison, Value::Tensor)
+                    }
+                    None => Value::Poison,
+                };
+                frame.env.insert(input.name.name.clone(), value);
+            }
+            Stmt::Assign(assign) => {
+                let value = self.eval(&assign.value, frame);
+                frame.env.insert(assign.target.name.clone(), value);
+            }
+            Stmt::Output(output) => {
+                let value = self.eval(&output.value, frame);
+                let what = format!("output `{}`", output.target.name);
+                if let Some(id) = self.accept(value::tensor(&value, &what, output.value.span)) {
+                    self.builder.output(&output.target.name, id);
+                }
+            }
+            Stmt::Expr(expr) => {
+                self.eval(expr, frame);
+            }
+        }
+    }
+
+    /// Expands `block` inline with its arguments (`None` where the default applies), in the
+    /// naming scope `path`.
+    fn instantiate_block(
+        &mut self,
+        block: &Block,
+        values: Vec<Option<(Value, Span)>>,
+        path: String,
+        span: Span,
+    ) -> Value {
+        if self.recursive.contains(&block.name.name) {
+            return Value::Poison;
+        }
+        if self.depth >= MAX_BLOCK_DEPTH {
+            let problem = format!("blocks nested more than {MAX_BLOCK_DEPTH} deep");
+            self.errors.push(BuildError::TooLarge { problem, span });
+            self.aborted = true;
+            return Value::Poison;
+        }
+        let mut frame = Frame { env: HashMap::new(), scope: Scope::new(path) };
+        for (param, value) in block.params.iter().zip(values) {
+            let value = match (value, &param.default) {
+                (Some((value, _)), _) => value,
+                (None, Some(default)) => self.eval(default, &mut frame),
+                (None, None) => Value::Poison,
+            };
+            frame.env.insert(param.name.name.clone(), value);
+        }
+
+        self.depth += 1;
+        let mut result = Value::Poison;
+        for stmt in &block.body {
+            match stmt {
+                Stmt::Assign(assign) => {
+                    let value = self.eval(&assign.value, &mut frame);
+                    frame.env.insert(assign.target.name.clone(), value);
+                }
+                Stmt::Expr(expr) => result = self.eval(expr, &mut frame),
+                // The parser keeps `input` and `output` out of blocks.
+                Stmt::Input(_) | Stmt::Output(_) => {}
+            }
+        }
+        self.depth -= 1;
+        result
+    }
+
+    /// Stops the build once the graph passes [`MAX_NODES`].
+    fn check_size(&mut self, span: Span) {
+        if !self.aborted && self.builder.graph().len() > MAX_NODES {
+            let problem = format!("more than {MAX_NODES} nodes");
+            self.errors.push(BuildError::TooLarge { problem, span });
+            self.aborted = true;
+        }
+    }
+}
