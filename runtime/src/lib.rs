@@ -7,3 +7,5 @@ pub mod rng;
 pub mod data;
 pub mod schedule_lr;
 pub mod experiment;
+pub mod checkpoint;
+pub mod metrics;
