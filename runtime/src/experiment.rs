@@ -21,7 +21,7 @@ use miette::{NamedSource, SourceSpan};
 use serde_yaml::Value;
 use sha2::{Digest, Sha256};
 
-pub use error::{ConfigError, IssueReport};
+pub use error::{ConfigError, IssueReport, SchemaError};
 pub use overrides::Override;
 pub use plan::{EpochPlan, PhaseActivation, PhasePlan, PhaseStart, Plan};
 pub use schema::{
@@ -136,7 +136,7 @@ impl Context<'_> {
         let help = message
             .contains("unknown field")
             .then(|| "keys are case-sensitive; docs/experiments.md lists every key".to_string());
-        ConfigError::Schema {
+        ConfigError::Schema(Box::new(SchemaError {
             file: self.file.to_string(),
             line,
             column,
@@ -144,7 +144,7 @@ impl Context<'_> {
             source_code: self.named_source(),
             span: SourceSpan::from((offset, len.max(1))),
             help,
-        }
+        }))
     }
 
     /// A located error from serde_yaml reading the text.
@@ -178,9 +178,8 @@ impl Context<'_> {
             let names_next = key.get(path_segments.len()).is_some_and(|next| {
                 key.len() > path_segments.len() && message.contains(&format!("`{next}`"))
             });
-            (below && key.len() == path_segments.len())
-                || (below && names_next)
-                || path_segments.starts_with(key)
+            let same = key.len() == path_segments.len();
+            (below && (same || names_next)) || path_segments.starts_with(key)
         });
         if let Some(assignment) = blamed {
             let problem = format!("{message} (at `{path}`)");

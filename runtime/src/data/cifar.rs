@@ -275,7 +275,8 @@ mod tests {
         bytes.extend(record(&[19, 99], 4, 5, 6));
         let path = write(dir.path(), "train.bin", &bytes);
 
-        let fine = load_cifar100_files(&[path.clone()], Cifar100Labels::default(), "t").unwrap();
+        let fine = load_cifar100_files(std::slice::from_ref(&path), Cifar100Labels::default(), "t")
+            .unwrap();
         assert_eq!((fine.labels.clone(), fine.classes), (vec![42, 99], 100));
         assert_eq!(fine.image(1)[0], 4);
         assert_eq!(fine.image(1)[2048], 6);

@@ -23,27 +23,9 @@ pub enum ConfigError {
     },
 
     /// The YAML is malformed, a key is unknown, or a value has the wrong type.
-    #[error("{file}:{line}:{column}: {message}")]
-    #[diagnostic(code(coopc::experiment::schema))]
-    Schema {
-        /// The file's name as given.
-        file: String,
-        /// 1-based line.
-        line: usize,
-        /// 1-based column.
-        column: usize,
-        /// What serde_yaml said, without its own position suffix.
-        message: String,
-        /// The file's text.
-        #[source_code]
-        source_code: NamedSource<String>,
-        /// Where.
-        #[label("here")]
-        span: SourceSpan,
-        /// What to do, when there is something specific to say.
-        #[help]
-        help: Option<String>,
-    },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Schema(Box<SchemaError>),
 
     /// A `--set` override is malformed, or its value does not fit the schema.
     #[error("--set {assignment}: {problem}")]
@@ -68,6 +50,30 @@ pub enum ConfigError {
         #[related]
         issues: Vec<IssueReport>,
     },
+}
+
+/// A YAML or schema error at a known place in the file.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("{file}:{line}:{column}: {message}")]
+#[diagnostic(code(coopc::experiment::schema))]
+pub struct SchemaError {
+    /// The file's name as given.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// What serde_yaml said, without its own position suffix.
+    pub message: String,
+    /// The file's text.
+    #[source_code]
+    pub source_code: NamedSource<String>,
+    /// Where.
+    #[label("here")]
+    pub span: SourceSpan,
+    /// What to do, when there is something specific to say.
+    #[help]
+    pub help: Option<String>,
 }
 
 /// One broken rule, located in the file when the key is written there.
