@@ -7,10 +7,13 @@
 #![warn(missing_docs)]
 
 pub mod build;
+pub mod codegen;
 pub mod error;
 pub mod infer;
 pub mod ir;
 pub mod passes;
 pub mod pipeline;
+pub mod mlir;
 pub mod reference;
+pub mod schedule;
 pub mod summary;

@@ -1,0 +1,283 @@
+//! Reduction kernels: per-channel statistics and gradients (BatchNorm mean and variance, bias
+//! and BatchNorm shift/scale gradients, PReLU slope gradients) and global average pooling.
+//!
+//! A per-channel reduction over `x [N, C, R]` (R = H·W, or 1) runs in three fixed-order steps:
+//! partial sums per channel and lane `p[c, r] = Σₙ term(x[n, c, r])` (vectorisable over r,
+//! which also keeps each partial sum short), then `out[c] = Σᵣ p[c, r]` in lane order, then a
+//! per-channel finish (divide by M = N·R for the statistics, times `invstd` for the scale
+//! gradient). Sibling reductions of one operand share the first step.
+
+use std::collections::BTreeMap;
+
+use crate::ir::{NodeId, Op, TensorType};
+use crate::schedule::{broadcast_of, Access, Broadcast, Value};
+
+use super::generic::{
+    alloc, batch_size, collapse, dealloc, fill, identity_map, Buffer, Dim, Generic, GenericOperand,
+};
+use super::scalar::{binary, math, prelu_slope_term};
+use super::writer::FunctionWriter;
+use super::{Emit, MlirError};
+
+/// Emits the reduction kernel.
+pub(crate) fn emit(emit: &mut Emit<'_>) -> Result<(), MlirError> {
+    let first = emit.kernel.nodes[0];
+    emit.locate(first);
+    if matches!(emit.graph.node(first).op, Op::GlobalAvgPool) {
+        return global_average(emit, first);
+    }
+    let source = *emit.graph.inputs(first).first().ok_or(MlirError::BadKernel { op: "reduce" })?;
+    let source_ty = emit.graph.node(source).ty.clone();
+    let (channels, lanes) = channel_layout(emit, first, &source_ty)?;
+
+    // Step 1: partial sums per channel and lane (no lanes for a [N, C] operand).
+    let has_lanes = source_ty.dims.len() >= 2;
+    let loops = if has_lanes { 3 } else { 2 };
+    let mut iterators = vec!["reduction", "parallel"];
+    if has_lanes {
+        iterators.push("parallel");
+    }
+    let mut partials_generic = Generic { iterators, ..Generic::default() };
+    let mut input_of: BTreeMap<NodeId, usize> = BTreeMap::new();
+    for (index, arg) in emit.kernel.args.iter().enumerate() {
+        let Value::Node(value) = arg.value else { continue };
+        if arg.access != Access::Read {
+            continue;
+        }
+        let ty = emit.types[index].clone();
+        let (buffer, map) = match broadcast_of(&ty, &source_ty) {
+            Some(Broadcast::Full) => {
+                let groups = lane_groups(&source_ty);
+                (collapse(&mut emit.writer, &emit.args[index], &groups), identity_map(loops))
+            }
+            Some(Broadcast::Channel) => (emit.args[index].clone(), "d1".to_string()),
+            Some(Broadcast::Single) => (emit.args[index].clone(), "0".to_string()),
+            _ => {
+                let (op, span) = emit.describe(first);
+                let space = source_ty.clone();
+                return Err(MlirError::UnsupportedBroadcast { op, operand: ty, space, span });
+            }
+        };
+        input_of.insert(value, partials_generic.ins.len());
+        partials_generic.ins.push(GenericOperand { buffer, map });
+    }
+    let nodes = emit.kernel.nodes.clone();
+    let zero = emit.writer.f32(0.0);
+    let mut partials = Vec::with_capacity(nodes.len());
+    for _ in &nodes {
+        let mut dims = vec![Dim::Static(channels)];
+        if has_lanes {
+            dims.push(Dim::Static(lanes));
+        }
+        let buffer = alloc(&mut emit.writer, dims, source_ty.dtype);
+        fill(&mut emit.writer, &buffer, &zero);
+        let map = if has_lanes { "d1, d2" } else { "d1" };
+        partials_generic.outs.push(GenericOperand { buffer: buffer.clone(), map: map.into() });
+        partials.push(buffer);
+    }
+    let terms: Vec<(Op, Vec<usize>)> = nodes
+        .iter()
+        .map(|&node| {
+            let slots = emit.graph.inputs(node).iter().map(|id| input_of.get(id).copied()).collect();
+            (emit.graph.node(node).op.clone(), slots)
+        })
+        .map(|(op, slots): (Op, Vec<Option<usize>>)| {
+            let slots: Option<Vec<usize>> = slots.into_iter().collect();
+            slots.map(|slots| (op.clone(), slots)).ok_or(MlirError::BadKernel { op: op.name() })
+        })
+        .collect::<Result<_, _>>()?;
+    let input_count = partials_generic.ins.len();
+    partials_generic.write(&mut emit.writer, |writer, block| {
+        let mut yields = Vec::with_capacity(terms.len());
+        for (index, (op, slots)) in terms.iter().enumerate() {
+            let operand = |slot: usize| block[slots[slot]].clone();
+            let term = term(writer, op, &operand)?;
+            yields.push(binary(writer, "addf", &block[input_count + index], &term));
+        }
+        Ok(yields)
+    })?;
+
+    // Steps 2 and 3: lanes in order into each output, then the per-channel finish.
+    let elements = if nodes.iter().any(|&node| needs_count(&emit.graph.node(node).op)) {
+        Some(element_count(emit, &source_ty, channels)?)
+    } else {
+        None
+    };
+    for (index, &node) in nodes.iter().enumerate() {
+        emit.locate(node);
+        let output = emit.arg_of(node).ok_or(MlirError::BadKernel { op: "reduce" })?;
+        let out = emit.args[output].clone();
+        fill(&mut emit.writer, &out, &zero);
+        let single = emit.types[output].dims == [1] && channels != 1;
+        let first_kind = if single { "reduction" } else { "parallel" };
+        let mut iterators = vec![first_kind];
+        if has_lanes {
+            iterators.push("reduction");
+        }
+        let map = if single { "0" } else { "d0" };
+        let lanes_generic = Generic {
+            ins: vec![GenericOperand {
+                buffer: partials[index].clone(),
+                map: identity_map(iterators.len()),
+            }],
+            iterators,
+            outs: vec![GenericOperand { buffer: out.clone(), map: map.into() }],
+        };
+        lanes_generic.write(&mut emit.writer, |writer, block| {
+            Ok(vec![binary(writer, "addf", &block[1], &block[0])])
+        })?;
+        finish(emit, node, &out, elements.as_deref())?;
+        dealloc(&mut emit.writer, &partials[index]);
+    }
+    Ok(())
+}
+
+/// `(C, R)` of the reduced operand `[N, C, ...]`.
+fn channel_layout(
+    emit: &Emit<'_>,
+    node: NodeId,
+    source: &TensorType,
+) -> Result<(usize, usize), MlirError> {
+    match (source.batched, source.dims.first()) {
+        (true, Some(&channels)) if channels > 0 => {
+            Ok((channels, source.item_elements() / channels))
+        }
+        _ => {
+            let (op, span) = emit.describe(node);
+            let reason = "per-channel reductions need a batched tensor with a channel axis";
+            Err(MlirError::UnsupportedShape { op, ty: source.clone(), reason, span })
+        }
+    }
+}
+
+/// Loop groups collapsing `[N, C, ...]` to `[N, C, R]`.
+fn lane_groups(ty: &TensorType) -> Vec<usize> {
+    match ty.dims.len() {
+        0 | 1 => vec![1; 1 + ty.dims.len()],
+        rank => vec![1, 1, rank - 1],
+    }
+}
+
+/// The term one element contributes to `op`'s sum; `operand(slot)` is the scalar of slot.
+fn term(
+    writer: &mut FunctionWriter,
+    op: &Op,
+    operand: &dyn Fn(usize) -> String,
+) -> Result<String, MlirError> {
+    Ok(match op {
+        Op::BatchMean | Op::ChannelSum => operand(0),
+        // (x − mean)²
+        Op::BatchVar => {
+            let centered = binary(writer, "subf", &operand(0), &operand(1));
+            binary(writer, "mulf", &centered, &centered)
+        }
+        // dy·(x − mean); the factor invstd is applied once per channel at the end.
+        Op::BatchNormScaleGrad { .. } => {
+            let centered = binary(writer, "subf", &operand(1), &operand(2));
+            binary(writer, "mulf", &operand(0), &centered)
+        }
+        Op::PreluSlopeGrad => prelu_slope_term(writer, &operand(0), &operand(1)),
+        other => return Err(MlirError::BadKernel { op: other.name() }),
+    })
+}
+
+fn needs_count(op: &Op) -> bool {
+    matches!(op, Op::BatchMean | Op::BatchVar)
+}
+
+/// `M = N·R` as an `f32`.
+fn element_count(emit: &mut Emit<'_>, source: &TensorType, channels: usize) -> Result<String, MlirError> {
+    let full = emit
+        .kernel
+        .args
+        .iter()
+        .zip(&emit.types)
+        .position(|(arg, ty)| arg.access == Access::Read && ty == source)
+        .ok_or(MlirError::BadKernel { op: "reduce" })?;
+    let buffer = emit.args[full].clone();
+    let batch = batch_size(&mut emit.writer, &buffer);
+    let per_item = emit.writer.index(source.item_elements() / channels.max(1));
+    let count = emit.writer.assign("m", &format!("arith.muli {batch}, {per_item} : index"));
+    let count = emit.writer.assign("m", &format!("arith.index_cast {count} : index to i64"));
+    Ok(emit.writer.assign("m", &format!("arith.sitofp {count} : i64 to f32")))
+}
+
+/// The per-channel finish of `node`'s sum, in place in `out`.
+fn finish(
+    emit: &mut Emit<'_>,
+    node: NodeId,
+    out: &Buffer,
+    elements: Option<&str>,
+) -> Result<(), MlirError> {
+    let op = emit.graph.node(node).op.clone();
+    let map = if out.dims.len() == 1 { "d0" } else { "" };
+    let iterators = vec!["parallel"; out.dims.len()];
+    match op {
+        // mean = Σx / M; var = Σ(x − mean)² / M
+        Op::BatchMean | Op::BatchVar => {
+            let elements = elements.ok_or(MlirError::BadKernel { op: op.name() })?.to_string();
+            let generic = Generic {
+                iterators,
+                ins: Vec::new(),
+                outs: vec![GenericOperand { buffer: out.clone(), map: map.into() }],
+            };
+            generic.write(&mut emit.writer, |writer, block| {
+                Ok(vec![binary(writer, "divf", &block[0], &elements)])
+            })
+        }
+        // dscale = invstd·Σ dy·(x − mean), invstd = 1/sqrt(var + eps)
+        Op::BatchNormScaleGrad { eps } => {
+            let inputs = emit.graph.inputs(node);
+            let var = inputs.get(3).and_then(|&id| emit.arg_of(id));
+            let var = var.ok_or(MlirError::BadKernel { op: op.name() })?;
+            let generic = Generic {
+                iterators,
+                ins: vec![GenericOperand { buffer: emit.args[var].clone(), map: map.into() }],
+                outs: vec![GenericOperand { buffer: out.clone(), map: map.into() }],
+            };
+            generic.write(&mut emit.writer, |writer, block| {
+                let eps = writer.f32(eps);
+                let one = writer.f32(1.0);
+                let shifted = binary(writer, "addf", &block[0], &eps);
+                let root = math(writer, "sqrt", &shifted);
+                let invstd = binary(writer, "divf", &one, &root);
+                Ok(vec![binary(writer, "mulf", &block[1], &invstd)])
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+// y[n, c] = Σ_hw x[n, c, hw] / (H·W)
+fn global_average(emit: &mut Emit<'_>, node: NodeId) -> Result<(), MlirError> {
+    let inputs = emit.graph.inputs(node);
+    let source = inputs.first().and_then(|&id| emit.arg_of(id));
+    let output = emit.arg_of(node);
+    let (Some(source), Some(output)) = (source, output) else {
+        return Err(MlirError::BadKernel { op: "global_avgpool" });
+    };
+    let ty = emit.types[source].clone();
+    if !ty.batched || ty.dims.len() < 2 {
+        let (op, span) = emit.describe(node);
+        let reason = "global average pooling needs a batched [N, C, H, W] tensor";
+        return Err(MlirError::UnsupportedShape { op, ty, reason, span });
+    }
+    let area = ty.item_elements() / ty.dims[0].max(1);
+    let x = collapse(&mut emit.writer, &emit.args[source], &[1, 1, ty.dims.len() - 1]);
+    let out = emit.args[output].clone();
+    let zero = emit.writer.f32(0.0);
+    fill(&mut emit.writer, &out, &zero);
+    let sum = Generic {
+        iterators: vec!["parallel", "parallel", "reduction"],
+        ins: vec![GenericOperand { buffer: x, map: identity_map(3) }],
+        outs: vec![GenericOperand { buffer: out.clone(), map: "d0, d1".into() }],
+    };
+    sum.write(&mut emit.writer, |writer, block| Ok(vec![binary(writer, "addf", &block[1], &block[0])]))?;
+    let area = emit.writer.f32(area as f32);
+    let divide = Generic {
+        iterators: vec!["parallel", "parallel"],
+        ins: Vec::new(),
+        outs: vec![GenericOperand { buffer: out, map: identity_map(2) }],
+    };
+    divide.write(&mut emit.writer, |writer, block| Ok(vec![binary(writer, "divf", &block[0], &area)]))
+}
