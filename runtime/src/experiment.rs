@@ -9,6 +9,7 @@
 //! Invariant: [`load`] and [`parse`] return only experiments without issues, with `name`
 //! filled in; [`Experiment::to_yaml`] of a result reads back to an equal experiment.
 
+pub mod datasets;
 mod error;
 pub mod locate;
 pub mod overrides;
@@ -21,6 +22,7 @@ use miette::{NamedSource, SourceSpan};
 use serde_yaml::Value;
 use sha2::{Digest, Sha256};
 
+pub use datasets::{BatchSource, RunData};
 pub use error::{ConfigError, IssueReport, SchemaError};
 pub use overrides::Override;
 pub use plan::{EpochPlan, PhaseActivation, PhasePlan, PhaseStart, Plan};
