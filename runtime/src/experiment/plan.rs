@@ -95,6 +95,10 @@ pub struct Plan {
     pub variant: Variant,
     /// Phase 1 (when the variant has one), then phase 2.
     pub phases: Vec<PhasePlan>,
+    /// Checkpoint every this many global epochs (0: only at phase ends).
+    pub checkpoint_every: u32,
+    /// Evaluate every this many global epochs.
+    pub eval_every: u32,
 }
 
 /// Phase 1's length: the given epochs, or the fraction of phase 2 rounded (at least 1).
@@ -177,6 +181,8 @@ impl Plan {
             name: experiment.name.clone(),
             variant: experiment.variant,
             phases,
+            checkpoint_every: experiment.checkpoint_every,
+            eval_every: experiment.eval_every.max(1),
         }
     }
 
@@ -204,6 +210,26 @@ impl Plan {
     /// The plan for `epoch` (global, from 1), if the run has it.
     pub fn epoch(&self, epoch: u32) -> Option<EpochPlan> {
         self.epochs().find(|planned| planned.epoch == epoch)
+    }
+
+    /// Whether a checkpoint is written after global epoch `epoch`: every `checkpoint_every`
+    /// epochs and at the end of each phase.
+    pub fn checkpoint_after(&self, epoch: u32) -> bool {
+        let periodic = self.checkpoint_every > 0 && epoch % self.checkpoint_every == 0;
+        periodic || self.is_phase_end(epoch)
+    }
+
+    /// Whether the test split is evaluated after global epoch `epoch`: every `eval_every`
+    /// epochs and after the last epoch of each phase.
+    pub fn evaluate_after(&self, epoch: u32) -> bool {
+        epoch % self.eval_every == 0 || self.is_phase_end(epoch)
+    }
+
+    /// Whether `epoch` is the last epoch of its phase.
+    pub fn is_phase_end(&self, epoch: u32) -> bool {
+        self.phases
+            .iter()
+            .any(|phase| phase.first_epoch + phase.epochs - 1 == epoch)
     }
 
     /// The plan as text: one paragraph per phase, then its epochs grouped into runs of
@@ -411,6 +437,28 @@ mod tests {
         carried.variant = Variant::Baseline;
         assert!(!Plan::new(&carried).phases[0].carry_momentum);
         assert!(!Plan::new(&experiment("mix", "")).phases[1].carry_momentum);
+    }
+
+    #[test]
+    fn checkpoints_and_evaluations_fall_on_their_periods_and_phase_ends() {
+        let mut every_seven = experiment("mix", "");
+        (every_seven.checkpoint_every, every_seven.eval_every) = (7, 50);
+        let plan = Plan::new(&every_seven);
+        let saved: Vec<u32> = (1..=360)
+            .filter(|&epoch| plan.checkpoint_after(epoch))
+            .collect();
+        assert_eq!(&saved[..3], &[7, 14, 21]);
+        assert!(saved.contains(&60) && saved.contains(&360) && !saved.contains(&61));
+        let evaluated: Vec<u32> = (1..=360)
+            .filter(|&epoch| plan.evaluate_after(epoch))
+            .collect();
+        assert_eq!(&evaluated[..3], &[50, 60, 100]);
+        every_seven.checkpoint_every = 0;
+        let ends_only = Plan::new(&every_seven);
+        let saved: Vec<u32> = (1..=360)
+            .filter(|&epoch| ends_only.checkpoint_after(epoch))
+            .collect();
+        assert_eq!(saved, vec![60, 360]);
     }
 
     #[test]
