@@ -1,1 +1,9 @@
 //! Integration tests of the `coopc` binary and its crates, linked into one test binary.
+
+mod cli;
+mod errors;
+mod lowering;
+mod no_panic;
+mod params;
+mod snapshots;
+mod support;

@@ -32,8 +32,12 @@ use value::Value;
 pub use builtins::{Builtin, BUILTINS};
 pub use value::MAX_SIZE;
 
-/// Most nodes a model may expand to.
-pub const MAX_NODES: usize = 2_000_000;
+/// Most nodes a model may expand to (ResNet-1202 has about 20,000).
+pub const MAX_NODES: usize = 200_000;
+
+/// Most op and block calls one instantiation may evaluate (bounds work even for calls that
+/// add nothing, such as a repeated block returning its input).
+pub const MAX_CALLS: usize = 1_000_000;
 
 /// Deepest nesting of block calls.
 pub const MAX_BLOCK_DEPTH: usize = 128;
@@ -77,6 +81,7 @@ pub fn build(file: &File, options: &BuildOptions) -> Result<Built, Vec<BuildErro
         builder: GraphBuilder::new(&mut graph),
         errors,
         depth: 0,
+        calls: 0,
         aborted: false,
     };
     instantiator.model(model, &options.overrides);
@@ -173,6 +178,8 @@ pub(crate) struct Instantiator<'i, 'g> {
     builder: GraphBuilder<'g>,
     errors: Errors,
     depth: usize,
+    /// Calls evaluated so far.
+    calls: usize,
     /// Set once a size limit is passed: nothing more is built.
     aborted: bool,
 }
@@ -286,12 +293,19 @@ impl Instantiator<'_, '_> {
         result
     }
 
-    /// Stops the build once the graph passes [`MAX_NODES`].
+    /// Stops the build once the graph passes [`MAX_NODES`] or the calls [`MAX_CALLS`].
     fn check_size(&mut self, span: Span) {
-        if !self.aborted && self.builder.graph().len() > MAX_NODES {
-            let problem = format!("more than {MAX_NODES} nodes");
-            self.errors.push(BuildError::TooLarge { problem, span });
-            self.aborted = true;
+        if self.aborted {
+            return;
         }
+        let problem = if self.builder.graph().len() > MAX_NODES {
+            format!("more than {MAX_NODES} nodes")
+        } else if self.calls > MAX_CALLS {
+            format!("more than {MAX_CALLS} calls to expand")
+        } else {
+            return;
+        };
+        self.errors.push(BuildError::TooLarge { problem, span });
+        self.aborted = true;
     }
 }

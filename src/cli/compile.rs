@@ -13,6 +13,7 @@ use thiserror::Error;
 
 use compiler::error::{CompileError, Located, OptionError};
 use compiler::ir::print::print_graph;
+use compiler::ir::Graph;
 use compiler::passes::coop::CoopOptions;
 use compiler::passes::lower::{LowerOptions, Target};
 use compiler::pipeline::{self, CompileOptions, Compiled, Override, Stage};
@@ -142,14 +143,18 @@ impl ModelArgs {
         })
     }
 
-    /// Reads, parses, builds and runs both passes.
+    /// Parses `source`, builds the model and runs both passes, calling `observe` with each
+    /// stage's graph.
     ///
     /// # Errors
-    /// The failure of the first stage that fails.
-    pub fn compile(&self) -> Result<Compiled, Failure> {
-        let source = self.source()?;
+    /// The failure of the first stage that fails, or of a flag.
+    pub fn compile(
+        &self,
+        source: &SourceFile,
+        observe: &mut dyn FnMut(Stage, &Graph),
+    ) -> Result<Compiled, Failure> {
         let options = self.options()?;
-        Ok(pipeline::compile_source(&source, &options)?)
+        Ok(pipeline::compile_source_with(source, &options, observe)?)
     }
 }
 
@@ -160,20 +165,17 @@ impl ModelArgs {
 #[expect(clippy::print_stdout, reason = "printing the summary or the stage is the command's job")]
 pub fn run(args: &Args) -> Result<(), Failure> {
     let source = args.model.source()?;
-    let options = args.model.options()?;
     if args.emit == Some(Emit::Ast) {
         let file = pipeline::parse_source(&source)?;
         print!("{file}");
         return Ok(());
     }
-    let compiled = if args.print_after_all {
-        pipeline::compile_source_with(&source, &options, &mut |stage, graph| {
+    let compiled = args.model.compile(&source, &mut |stage, graph| {
+        if args.print_after_all {
             println!("// after {}", stage.name());
             print!("{}", print_graph(graph));
-        })?
-    } else {
-        args.model.compile()?
-    };
+        }
+    })?;
     match args.emit.map(stage_of) {
         Some(Stage::Ir) => print!("{}", print_graph(&compiled.baseline)),
         Some(Stage::Coop) => print!("{}", print_graph(&compiled.coop)),

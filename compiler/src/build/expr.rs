@@ -147,6 +147,8 @@ impl Instantiator<'_, '_> {
         naming: Naming<'_>,
         frame: &mut Frame,
     ) -> Value {
+        self.calls += 1;
+        self.check_size(call.span);
         if self.aborted {
             return Value::Poison;
         }

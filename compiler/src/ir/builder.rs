@@ -135,6 +135,13 @@ impl<'g> GraphBuilder<'g> {
         self.graph
     }
 
+    /// The graph, for the edits the builder has no method for (rewiring users, removing
+    /// nodes). Names of parameters removed this way stay reserved in this builder, which is
+    /// only ever stricter.
+    pub fn graph_mut(&mut self) -> &mut Graph {
+        self.graph
+    }
+
     /// The type of node `id`.
     pub fn ty(&self, id: NodeId) -> &TensorType {
         &self.graph.node(id).ty

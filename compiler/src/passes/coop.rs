@@ -192,10 +192,11 @@ pub fn run(graph: &mut Graph, options: &CoopOptions) -> Result<PassStats, PassEr
     let mut stats = PassStats { pass: "coop", ..PassStats::default() };
     let sites: Vec<NodeId> =
         graph.node_ids().into_iter().filter(|&id| graph.node(id).op.is_activation()).collect();
+    let mut builder = GraphBuilder::new(graph);
     for site in sites {
-        expand_site(graph, site, options, &weights, &mut stats)?;
+        expand_site(&mut builder, site, options, &weights, &mut stats)?;
     }
-    let removed = remove_unused_params(graph);
+    let removed = remove_unused_params(builder.graph_mut());
     stats.nodes_removed += removed.len();
     stats.params_removed = removed;
     tracing::debug!(?stats, "coop done");
@@ -204,21 +205,20 @@ pub fn run(graph: &mut Graph, options: &CoopOptions) -> Result<PassStats, PassEr
 
 // act(x) => Σ βᵢ·Fᵢ(x), βᵢ = 1/k by default
 fn expand_site(
-    graph: &mut Graph,
+    builder: &mut GraphBuilder<'_>,
     site: NodeId,
     options: &CoopOptions,
     weights: &[f32],
     stats: &mut PassStats,
 ) -> Result<(), PassError> {
-    let span = graph.node(site).span;
+    let span = builder.graph().node(site).span;
     let rewrite = |error| PassError::Rewrite { pass: "coop", error, span };
-    let name = site_name(graph, site);
-    let Some(&x) = graph.inputs(site).first() else {
+    let name = site_name(builder.graph(), site);
+    let Some(&x) = builder.graph().inputs(site).first() else {
         return Err(PassError::MalformedMix { pass: "coop", span });
     };
-    let before = graph.len();
+    let before = builder.graph().len();
 
-    let mut builder = GraphBuilder::new(graph);
     let mut members = Vec::with_capacity(options.activations.len());
     for activation in &options.activations {
         let member_name = format!("{name}.mix.{}", activation.name());
@@ -233,6 +233,7 @@ fn expand_site(
     }
     let mix = builder.mix(&members, weights.to_vec(), &name, span).map_err(rewrite)?;
 
+    let graph = builder.graph_mut();
     graph.replace_all_uses(site, mix);
     graph.remove(site);
     stats.rewritten += 1;

@@ -62,14 +62,13 @@ impl Default for LowerOptions {
 /// [`PassError::Rewrite`] when the target cannot be built there.
 pub fn run(graph: &mut Graph, options: &LowerOptions) -> Result<PassStats, PassError> {
     let _span = tracing::info_span!("lower").entered();
-    let mut stats = PassStats { pass: "lower", ..PassStats::default() };
-    let Target::Activation(target) = &options.target else {
-        return Ok(stats);
-    };
-    for mix in nodes_where(graph, |op| matches!(op, Op::Mix { .. })) {
-        lower_mix(graph, mix, target, options.prelu_per_channel, &mut stats)?;
+    let mut rewriter = Rewriter::new(graph, "lower", options.prelu_per_channel);
+    if let Target::Activation(target) = &options.target {
+        for mix in nodes_where(rewriter.builder.graph(), |op| matches!(op, Op::Mix { .. })) {
+            rewriter.lower_mix(mix, target)?;
+        }
     }
-    finish(graph, &mut stats);
+    let stats = rewriter.finish();
     tracing::debug!(?stats, "lower done");
     Ok(stats)
 }
@@ -80,20 +79,18 @@ pub fn run(graph: &mut Graph, options: &LowerOptions) -> Result<PassStats, PassE
 /// As [`run`].
 pub fn wnla(graph: &mut Graph) -> Result<PassStats, PassError> {
     let _span = tracing::info_span!("wnla").entered();
-    let mut stats = PassStats { pass: "wnla", ..PassStats::default() };
+    let mut rewriter = Rewriter::new(graph, "wnla", false);
     // Mixes first, so their members go with them instead of being rewritten one by one.
-    let is_mix = |op: &Op| matches!(op, Op::Mix { .. });
-    for mix in nodes_where(graph, is_mix) {
-        let x = common_input(graph, mix, "wnla")?;
-        replace_site(graph, mix, x, &Activation::Identity, None, false, "wnla", &mut stats)?;
+    for mix in nodes_where(rewriter.builder.graph(), |op| matches!(op, Op::Mix { .. })) {
+        let x = common_input(rewriter.builder.graph(), mix, "wnla")?;
+        rewriter.replace_site(mix, x, &Activation::Identity, None)?;
     }
     let is_nonlinear = |op: &Op| op.is_activation() && !is_identity(op);
-    for site in nodes_where(graph, is_nonlinear) {
-        let x = first_input(graph, site, "wnla")?;
-        replace_site(graph, site, x, &Activation::Identity, None, false, "wnla", &mut stats)?;
+    for site in nodes_where(rewriter.builder.graph(), is_nonlinear) {
+        let x = first_input(rewriter.builder.graph(), site, "wnla")?;
+        rewriter.replace_site(site, x, &Activation::Identity, None)?;
     }
-    finish(graph, &mut stats);
-    Ok(stats)
+    Ok(rewriter.finish())
 }
 
 fn nodes_where(graph: &Graph, predicate: impl Fn(&Op) -> bool) -> Vec<NodeId> {
@@ -104,71 +101,79 @@ fn is_identity(op: &Op) -> bool {
     matches!(op, Op::Activation(Activation::Identity))
 }
 
-// Σ βᵢ·Fᵢ(x) => γ(x)
-fn lower_mix(
-    graph: &mut Graph,
-    mix: NodeId,
-    target: &Activation,
-    per_channel: bool,
-    stats: &mut PassStats,
-) -> Result<(), PassError> {
-    let x = common_input(graph, mix, "lower")?;
-    let slope = if *target == Activation::Prelu { prelu_member_slope(graph, mix) } else { None };
-    replace_site(graph, mix, x, target, slope, per_channel, "lower", stats).map(drop)
-}
-
-/// Replaces `site` (an activation or a mix) by `activation(x)`, removing what only it used.
-fn replace_site(
-    graph: &mut Graph,
-    site: NodeId,
-    x: NodeId,
-    activation: &Activation,
-    slope: Option<NodeId>,
-    per_channel: bool,
+/// One run of `lower` or `wnla` over a graph.
+struct Rewriter<'g> {
+    builder: GraphBuilder<'g>,
     pass: &'static str,
-    stats: &mut PassStats,
-) -> Result<NodeId, PassError> {
-    let span = graph.node(site).span;
-    let rewrite = |error| PassError::Rewrite { pass, error, span };
-    let name = site_name(graph, site);
-    let members = graph.inputs(site);
-    let before = graph.len();
-
-    let mut builder = GraphBuilder::new(graph);
-    let replacement = match (activation, slope) {
-        (Activation::Prelu, Some(slope)) => {
-            builder.apply(Op::Activation(Activation::Prelu), &[x, slope], &name, span)
-        }
-        (Activation::Prelu, None) => {
-            let slope_name = format!("{name}.prelu.slope");
-            stats.params_added.push(slope_name.clone());
-            builder.prelu(x, &slope_name, per_channel, &name, span)
-        }
-        _ => builder.activation(x, activation, &name, span),
-    }
-    .map_err(rewrite)?;
-    stats.nodes_added += graph.len() - before;
-
-    graph.replace_all_uses(site, replacement);
-    graph.remove(site);
-    stats.nodes_removed += 1;
-    for member in members {
-        let is_member = member != x && graph.node(member).op.is_activation();
-        if is_member && graph.users(member).is_empty() && !is_output(graph, member) {
-            graph.remove(member);
-            stats.nodes_removed += 1;
-        }
-    }
-    stats.rewritten += 1;
-    tracing::trace!(site = %name, to = activation.name(), "site rewritten");
-    Ok(replacement)
+    per_channel: bool,
+    stats: PassStats,
 }
 
-fn finish(graph: &mut Graph, stats: &mut PassStats) {
-    let removed = remove_unused_params(graph);
-    stats.nodes_removed += removed.len();
-    // A slope created and then dropped again in the same pass is neither added nor removed.
-    stats.params_removed = removed;
+impl<'g> Rewriter<'g> {
+    fn new(graph: &'g mut Graph, pass: &'static str, per_channel: bool) -> Self {
+        let stats = PassStats { pass, ..PassStats::default() };
+        Rewriter { builder: GraphBuilder::new(graph), pass, per_channel, stats }
+    }
+
+    // Σ βᵢ·Fᵢ(x) => γ(x)
+    fn lower_mix(&mut self, mix: NodeId, target: &Activation) -> Result<(), PassError> {
+        let graph = self.builder.graph();
+        let x = common_input(graph, mix, self.pass)?;
+        let slope = if *target == Activation::Prelu { prelu_member_slope(graph, mix) } else { None };
+        self.replace_site(mix, x, target, slope).map(drop)
+    }
+
+    /// Replaces `site` (an activation or a mix) by `activation(x)`, removing what only it used.
+    fn replace_site(
+        &mut self,
+        site: NodeId,
+        x: NodeId,
+        activation: &Activation,
+        slope: Option<NodeId>,
+    ) -> Result<NodeId, PassError> {
+        let (pass, span) = (self.pass, self.builder.graph().node(site).span);
+        let rewrite = |error| PassError::Rewrite { pass, error, span };
+        let name = site_name(self.builder.graph(), site);
+        let members = self.builder.graph().inputs(site);
+        let before = self.builder.graph().len();
+
+        let replacement = match (activation, slope) {
+            (Activation::Prelu, Some(slope)) => {
+                self.builder.apply(Op::Activation(Activation::Prelu), &[x, slope], &name, span)
+            }
+            (Activation::Prelu, None) => {
+                let slope_name = format!("{name}.prelu.slope");
+                self.stats.params_added.push(slope_name.clone());
+                self.builder.prelu(x, &slope_name, self.per_channel, &name, span)
+            }
+            _ => self.builder.activation(x, activation, &name, span),
+        }
+        .map_err(rewrite)?;
+
+        let graph = self.builder.graph_mut();
+        self.stats.nodes_added += graph.len() - before;
+        graph.replace_all_uses(site, replacement);
+        graph.remove(site);
+        self.stats.nodes_removed += 1;
+        for member in members {
+            let is_member = member != x && graph.node(member).op.is_activation();
+            if is_member && graph.users(member).is_empty() && !is_output(graph, member) {
+                graph.remove(member);
+                self.stats.nodes_removed += 1;
+            }
+        }
+        self.stats.rewritten += 1;
+        tracing::trace!(site = %name, to = activation.name(), "site rewritten");
+        Ok(replacement)
+    }
+
+    /// Removes the parameters left without a use and returns the statistics.
+    fn finish(mut self) -> PassStats {
+        let removed = remove_unused_params(self.builder.graph_mut());
+        self.stats.nodes_removed += removed.len();
+        self.stats.params_removed = removed;
+        self.stats
+    }
 }
 
 fn is_output(graph: &Graph, id: NodeId) -> bool {
