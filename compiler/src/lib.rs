@@ -17,3 +17,4 @@ pub mod pipeline;
 pub mod reference;
 pub mod schedule;
 pub mod summary;
+pub mod autodiff;

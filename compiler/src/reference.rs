@@ -196,7 +196,10 @@ pub fn run(graph: &Graph, feeds: &Feeds, state: &mut State) -> Result<Values, Re
 /// The full dimensions of a value of type `ty` in a batch of `batch`.
 pub fn full_dims(ty: &TensorType, batch: usize) -> Vec<usize> {
     let batch_dim = ty.batched.then_some(batch);
-    batch_dim.into_iter().chain(ty.dims.iter().copied()).collect()
+    batch_dim
+        .into_iter()
+        .chain(ty.dims.iter().copied())
+        .collect()
 }
 
 /// Everything one node's computation reads.
@@ -212,7 +215,10 @@ struct NodeContext<'a> {
 impl NodeContext<'_> {
     /// The name of the `Param` in operand `slot` (for effects).
     fn state_name(&self, op: &'static str, slot: usize) -> Result<String, ReferenceError> {
-        let operand = self.operand_ids.get(slot).map(|&id| &self.graph.node(id).op);
+        let operand = self
+            .operand_ids
+            .get(slot)
+            .map(|&id| &self.graph.node(id).op);
         match operand {
             Some(Op::Param { name, .. }) => Ok(name.clone()),
             _ => Err(ReferenceError::NotAState { op, slot }),
@@ -230,21 +236,37 @@ fn run_node(
 ) -> Result<Vec<f64>, ReferenceError> {
     let node = graph.node(id);
     let operand_ids = graph.inputs(id);
-    let operand_dims = operand_ids.iter().map(|&o| full_dims(&graph.node(o).ty, feeds.batch));
+    let operand_dims = operand_ids
+        .iter()
+        .map(|&o| full_dims(&graph.node(o).ty, feeds.batch));
     let operand_dims: Vec<Vec<usize>> = operand_dims.collect();
     let out = full_dims(&node.ty, feeds.batch);
-    let context = NodeContext { graph, id, feeds, operand_ids, operand_dims, out };
+    let context = NodeContext {
+        graph,
+        id,
+        feeds,
+        operand_ids,
+        operand_dims,
+        out,
+    };
     let operands: Vec<Tensor> = context
         .operand_ids
         .iter()
         .zip(&context.operand_dims)
-        .map(|(operand, dims)| Tensor { dims, data: values.get(operand).map_or(&[], |v| v) })
+        .map(|(operand, dims)| Tensor {
+            dims,
+            data: values.get(operand).map_or(&[], |v| v),
+        })
         .collect();
     let value = compute(&node.op, &context, &operands, state)?;
     let expected: usize = context.out.iter().product();
     if value.len() != expected {
         let name = format!("{} (node {})", node.op.name(), id.index());
-        return Err(ReferenceError::WrongLength { name, expected, found: value.len() });
+        return Err(ReferenceError::WrongLength {
+            name,
+            expected,
+            found: value.len(),
+        });
     }
     Ok(value)
 }
@@ -260,6 +282,140 @@ fn arity(
     if found == count || (optional_last && found + 1 == count) {
         Ok(())
     } else {
-        Err(ReferenceError::Operands { op, expected: count, found })
+        Err(ReferenceError::Operands {
+            op,
+            expected: count,
+            found,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{Init, ParamRole};
+    use grammar::Span;
+
+    fn param(graph: &mut Graph, name: &str, role: ParamRole, dims: Vec<usize>) -> NodeId {
+        let op = Op::Param {
+            name: name.into(),
+            role,
+            init: Init::Constant(0.0),
+        };
+        graph.add(op, TensorType::fixed(dims), Span::default(), &[])
+    }
+
+    /// `w [2]`, its buffer, `lr`, `grad = 2·w`, `SgdUpdate(w, grad, buffer, lr)`, and a reader
+    /// of `w` created after the update.
+    fn sgd_graph() -> (Graph, NodeId, NodeId) {
+        let mut graph = Graph::new();
+        let weight = param(&mut graph, "w", ParamRole::Weight, vec![2]);
+        let buffer = param(&mut graph, "w.momentum", ParamRole::MomentumBuffer, vec![2]);
+        let lr_op = Op::Scalar { name: "lr".into() };
+        let lr = graph.add(lr_op, TensorType::scalar(), Span::default(), &[]);
+        let ty = TensorType::fixed(vec![2]);
+        let grad = graph.add(
+            Op::Scale { factor: 2.0 },
+            ty.clone(),
+            Span::default(),
+            &[weight],
+        );
+        let update = Op::SgdUpdate {
+            momentum: 0.5,
+            weight_decay: 0.0,
+            nesterov: false,
+        };
+        let update = graph.add(
+            update,
+            ty.clone(),
+            Span::default(),
+            &[weight, grad, buffer, lr],
+        );
+        let reader = graph.add(Op::Scale { factor: 1.0 }, ty, Span::default(), &[weight]);
+        (graph, update, reader)
+    }
+
+    #[test]
+    fn effects_write_state_and_every_reader_sees_the_step_start() {
+        let (graph, update, reader) = sgd_graph();
+        let mut state = State::from([
+            ("w".into(), vec![1.0, -2.0]),
+            ("w.momentum".into(), vec![1.0, 0.0]),
+        ]);
+        let mut feeds = Feeds::new(1, Mode::Train);
+        feeds.scalars.insert("lr".into(), 0.5);
+        let values = run(&graph, &feeds, &mut state).unwrap();
+        // d = 2w = [2, -4]; buf = 0.5·[1, 0] + d = [2.5, -4]; w = w − 0.5·buf = [-0.25, 0].
+        assert_eq!(state["w"], vec![-0.25, 0.0]);
+        assert_eq!(state["w.momentum"], vec![2.5, -4.0]);
+        assert_eq!(values[&update], vec![-0.25, 0.0]);
+        assert_eq!(values[&reader], vec![1.0, -2.0]);
+    }
+
+    #[test]
+    fn missing_or_misshapen_feeds_and_state_are_errors() {
+        let (graph, _, _) = sgd_graph();
+        let feeds = Feeds::new(1, Mode::Train);
+        let mut state = State::from([
+            ("w".into(), vec![1.0, 2.0]),
+            ("w.momentum".into(), vec![0.0; 2]),
+        ]);
+        let missing = run(&graph, &feeds, &mut state.clone());
+        assert_eq!(
+            missing,
+            Err(ReferenceError::MissingFeed {
+                kind: "scalar",
+                name: "lr".into()
+            })
+        );
+        state.remove("w.momentum");
+        let mut with_lr = feeds.clone();
+        with_lr.scalars.insert("lr".into(), 0.1);
+        let no_state = run(&graph, &with_lr, &mut state.clone());
+        assert_eq!(
+            no_state,
+            Err(ReferenceError::MissingState {
+                name: "w.momentum".into()
+            })
+        );
+        state.insert("w.momentum".into(), vec![0.0; 3]);
+        let wrong = run(&graph, &with_lr, &mut state);
+        assert!(matches!(
+            wrong,
+            Err(ReferenceError::WrongLength {
+                expected: 2,
+                found: 3,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn batched_inputs_take_the_batch_size_and_modes_switch_dropout() {
+        let mut graph = Graph::new();
+        let ty = TensorType::batch(vec![3]);
+        let x = graph.add(
+            Op::Input { name: "x".into() },
+            ty.clone(),
+            Span::default(),
+            &[],
+        );
+        let dropped = graph.add(Op::Dropout { p: 0.5 }, ty, Span::default(), &[x]);
+        let mut feeds = Feeds::new(4, Mode::Eval);
+        feeds.inputs.insert("x".into(), vec![1.0; 12]);
+        let values = run(&graph, &feeds, &mut State::new()).unwrap();
+        assert_eq!(values[&dropped], vec![1.0; 12]);
+        feeds.mode = Mode::Train;
+        let values = run(&graph, &feeds, &mut State::new()).unwrap();
+        let site = dropped.index() as u32;
+        for (index, value) in values[&dropped].iter().enumerate() {
+            let kept = dropout::keep(0, site, index as u64, 0.5);
+            assert_eq!(*value, if kept { 2.0 } else { 0.0 });
+        }
+        feeds.inputs.insert("x".into(), vec![1.0; 11]);
+        assert!(matches!(
+            run(&graph, &feeds, &mut State::new()),
+            Err(ReferenceError::WrongLength { .. })
+        ));
     }
 }

@@ -33,12 +33,22 @@ pub(super) fn compute(
         Op::Scalar { name } => {
             let value = ctx.feeds.scalars.get(name);
             let kind = "scalar";
-            value.map(|&v| vec![v]).ok_or(ReferenceError::MissingFeed { kind, name: name.clone() })
+            value.map(|&v| vec![v]).ok_or(ReferenceError::MissingFeed {
+                kind,
+                name: name.clone(),
+            })
         }
         Op::Param { name, .. } => stored(name, state, out),
-        Op::Conv2d { stride, padding, bias } => {
+        Op::Conv2d {
+            stride,
+            padding,
+            bias,
+        } => {
             arity(name, operands, 2 + usize::from(*bias), false)?;
-            let window = Window { stride: *stride, padding: *padding };
+            let window = Window {
+                stride: *stride,
+                padding: *padding,
+            };
             conv::conv2d(x(0), x(1), optional(2), window, out)
         }
         Op::Dense { bias } => {
@@ -55,14 +65,30 @@ pub(super) fn compute(
         }
         Op::Mix { weights } => elementwise::mix(weights, operands),
         Op::Add => elementwise::add(operands),
-        Op::MaxPool { kernel, stride, padding } => {
+        Op::MaxPool {
+            kernel,
+            stride,
+            padding,
+        } => {
             arity(name, operands, 1, false)?;
-            let window = PoolWindow { kernel: *kernel, stride: *stride, padding: *padding };
+            let window = PoolWindow {
+                kernel: *kernel,
+                stride: *stride,
+                padding: *padding,
+            };
             pool::max_pool(x(0), window, out)
         }
-        Op::AvgPool { kernel, stride, padding } => {
+        Op::AvgPool {
+            kernel,
+            stride,
+            padding,
+        } => {
             arity(name, operands, 1, false)?;
-            let window = PoolWindow { kernel: *kernel, stride: *stride, padding: *padding };
+            let window = PoolWindow {
+                kernel: *kernel,
+                stride: *stride,
+                padding: *padding,
+            };
             pool::avg_pool(x(0), window, out)
         }
         Op::GlobalAvgPool => {
@@ -78,15 +104,25 @@ pub(super) fn compute(
             Ok(match ctx.feeds.mode {
                 Mode::Train => {
                     let site = ctx.id.index() as u32;
-                    let mask = DropoutMask { seed: ctx.feeds.dropout_seed, site, p: *p };
+                    let mask = DropoutMask {
+                        seed: ctx.feeds.dropout_seed,
+                        site,
+                        p: *p,
+                    };
                     elementwise::dropout(x(0), mask)
                 }
                 Mode::Eval => x(0).data.to_vec(),
             })
         }
-        Op::ShortcutA { stride, pad_channels } => {
+        Op::ShortcutA {
+            stride,
+            pad_channels,
+        } => {
             arity(name, operands, 1, false)?;
-            let shortcut = Shortcut { stride: *stride, pad_channels: *pad_channels };
+            let shortcut = Shortcut {
+                stride: *stride,
+                pad_channels: *pad_channels,
+            };
             pool::shortcut_a(x(0), shortcut, out)
         }
         Op::SoftmaxCrossEntropy => {
@@ -104,7 +140,13 @@ pub(super) fn compute(
         Op::BatchNormApply { eps } => {
             arity(name, operands, 5, false)?;
             let (mean, var, scale, shift) = (x(1), x(2), x(3), x(4));
-            let norm = Normalisation { mean, var, scale, shift, eps: f64::from(*eps) };
+            let norm = Normalisation {
+                mean,
+                var,
+                scale,
+                shift,
+                eps: f64::from(*eps),
+            };
             norm::batch_norm_apply(x(0), norm)
         }
         Op::ChannelSum => {
@@ -119,7 +161,14 @@ pub(super) fn compute(
             arity(name, operands, 7, false)?;
             let (mean, var, scale, dscale, dshift) = (x(2), x(3), x(4), x(5), x(6));
             let eps = f64::from(*eps);
-            let parts = InputGradParts { mean, var, scale, dscale, dshift, eps };
+            let parts = InputGradParts {
+                mean,
+                var,
+                scale,
+                dscale,
+                dshift,
+                eps,
+            };
             norm::batch_norm_input_grad(x(0), x(1), parts)
         }
         Op::RunningUpdate { momentum, unbiased } => {
@@ -131,12 +180,18 @@ pub(super) fn compute(
         }
         Op::Conv2dInputGrad { stride, padding } => {
             arity(name, operands, 2, false)?;
-            let window = Window { stride: *stride, padding: *padding };
+            let window = Window {
+                stride: *stride,
+                padding: *padding,
+            };
             conv::conv2d_input_grad(x(0), x(1), window, out)
         }
         Op::Conv2dWeightGrad { stride, padding } => {
             arity(name, operands, 2, false)?;
-            let window = Window { stride: *stride, padding: *padding };
+            let window = Window {
+                stride: *stride,
+                padding: *padding,
+            };
             conv::conv2d_weight_grad(x(0), x(1), window, out)
         }
         Op::DenseInputGrad => {
@@ -159,14 +214,30 @@ pub(super) fn compute(
             arity(name, operands, 1, false)?;
             Ok(elementwise::scale(*factor, x(0)))
         }
-        Op::MaxPoolGrad { kernel, stride, padding } => {
+        Op::MaxPoolGrad {
+            kernel,
+            stride,
+            padding,
+        } => {
             arity(name, operands, 2, false)?;
-            let window = PoolWindow { kernel: *kernel, stride: *stride, padding: *padding };
+            let window = PoolWindow {
+                kernel: *kernel,
+                stride: *stride,
+                padding: *padding,
+            };
             pool::max_pool_grad(x(0), x(1), window)
         }
-        Op::AvgPoolGrad { kernel, stride, padding } => {
+        Op::AvgPoolGrad {
+            kernel,
+            stride,
+            padding,
+        } => {
             arity(name, operands, 1, false)?;
-            let window = PoolWindow { kernel: *kernel, stride: *stride, padding: *padding };
+            let window = PoolWindow {
+                kernel: *kernel,
+                stride: *stride,
+                padding: *padding,
+            };
             pool::avg_pool_grad(x(0), window, out)
         }
         Op::GlobalAvgPoolGrad => {
@@ -175,12 +246,22 @@ pub(super) fn compute(
         }
         Op::DropoutGrad { p, site } => {
             arity(name, operands, 2, false)?;
-            let mask = DropoutMask { seed: ctx.feeds.dropout_seed, site: *site, p: *p };
+            let mask = DropoutMask {
+                seed: ctx.feeds.dropout_seed,
+                site: *site,
+                p: *p,
+            };
             Ok(elementwise::dropout(x(0), mask))
         }
-        Op::ShortcutAGrad { stride, pad_channels } => {
+        Op::ShortcutAGrad {
+            stride,
+            pad_channels,
+        } => {
             arity(name, operands, 1, false)?;
-            let shortcut = Shortcut { stride: *stride, pad_channels: *pad_channels };
+            let shortcut = Shortcut {
+                stride: *stride,
+                pad_channels: *pad_channels,
+            };
             pool::shortcut_a_grad(x(0), shortcut, out)
         }
         Op::SoftmaxCrossEntropyGrad => {
@@ -191,11 +272,20 @@ pub(super) fn compute(
             arity(name, operands, 2, false)?;
             Ok(vec![loss::correct_count(x(0), x(1))?])
         }
-        Op::SgdUpdate { momentum, weight_decay, nesterov } => {
+        Op::SgdUpdate {
+            momentum,
+            weight_decay,
+            nesterov,
+        } => {
             arity(name, operands, 4, false)?;
             let lr = x(3).data.first().copied().unwrap_or(0.0);
             let (momentum, weight_decay) = (f64::from(*momentum), f64::from(*weight_decay));
-            let sgd = Sgd { lr, momentum, weight_decay, nesterov: *nesterov };
+            let sgd = Sgd {
+                lr,
+                momentum,
+                weight_decay,
+                nesterov: *nesterov,
+            };
             let (param, buffer) = sgd_update(x(0), x(1), x(2), sgd)?;
             state.insert(ctx.state_name(name, 0)?, param.clone());
             state.insert(ctx.state_name(name, 2)?, buffer);
@@ -211,7 +301,10 @@ fn fed(
     kind: &'static str,
     out: &[usize],
 ) -> Result<Vec<f64>, ReferenceError> {
-    let value = value.ok_or_else(|| ReferenceError::MissingFeed { kind, name: name.into() })?;
+    let value = value.ok_or_else(|| ReferenceError::MissingFeed {
+        kind,
+        name: name.into(),
+    })?;
     checked_length(name, value, out)
 }
 
@@ -228,7 +321,11 @@ fn checked_length(name: &str, value: &[f64], out: &[usize]) -> Result<Vec<f64>, 
     if value.len() == expected {
         Ok(value.to_vec())
     } else {
-        Err(ReferenceError::WrongLength { name: name.into(), expected, found: value.len() })
+        Err(ReferenceError::WrongLength {
+            name: name.into(),
+            expected,
+            found: value.len(),
+        })
     }
 }
 
@@ -237,12 +334,22 @@ fn checked_length(name: &str, value: &[f64], out: &[usize]) -> Result<Vec<f64>, 
 fn batch_norm(mode: Mode, operands: &[Tensor], eps: f64) -> Result<Vec<f64>, ReferenceError> {
     let [x, scale, shift, running_mean, running_var] = operands else {
         let found = operands.len();
-        return Err(ReferenceError::Operands { op: "batchnorm", expected: 5, found });
+        return Err(ReferenceError::Operands {
+            op: "batchnorm",
+            expected: 5,
+            found,
+        });
     };
     let (mean, var) = match mode {
         Mode::Train => {
             let mean = norm::batch_mean(*x)?;
-            let var = norm::batch_var(*x, Tensor { dims: running_mean.dims, data: &mean })?;
+            let var = norm::batch_var(
+                *x,
+                Tensor {
+                    dims: running_mean.dims,
+                    data: &mean,
+                },
+            )?;
             (mean, var)
         }
         Mode::Eval => (running_mean.data.to_vec(), running_var.data.to_vec()),
@@ -250,5 +357,14 @@ fn batch_norm(mode: Mode, operands: &[Tensor], eps: f64) -> Result<Vec<f64>, Ref
     let dims = running_mean.dims;
     let mean = Tensor { dims, data: &mean };
     let var = Tensor { dims, data: &var };
-    norm::batch_norm_apply(*x, Normalisation { mean, var, scale: *scale, shift: *shift, eps })
+    norm::batch_norm_apply(
+        *x,
+        Normalisation {
+            mean,
+            var,
+            scale: *scale,
+            shift: *shift,
+            eps,
+        },
+    )
 }

@@ -35,14 +35,22 @@ impl ConvShape {
     ) -> Result<Self, ReferenceError> {
         let [n, ci, h, wd] = x;
         let [co, wci, kh, kw] = w;
-        let mismatch = || ReferenceError::Shape { op, expected: vec![ci], found: vec![wci] };
+        let mismatch = || ReferenceError::Shape {
+            op,
+            expected: vec![ci],
+            found: vec![wci],
+        };
         if ci != wci {
             return Err(mismatch());
         }
         let ho = window_output(h, kh, window.stride[0], window.padding[0]);
         let wo = window_output(wd, kw, window.stride[1], window.padding[1]);
         let (Some(ho), Some(wo)) = (ho, wo) else {
-            return Err(ReferenceError::Window { op, input: vec![h, wd], kernel: vec![kh, kw] });
+            return Err(ReferenceError::Window {
+                op,
+                input: vec![h, wd],
+                kernel: vec![kh, kw],
+            });
         };
         expect_dims(op, &[n, co, ho, wo], &y)?;
         Ok(ConvShape { x, w, y })
@@ -91,7 +99,11 @@ pub(crate) fn conv2d(
     out: &[usize],
 ) -> Result<Vec<f64>, ReferenceError> {
     const OP: &str = "conv2d";
-    let y_dims = Tensor { dims: out, data: &[] }.dims4(OP)?;
+    let y_dims = Tensor {
+        dims: out,
+        data: &[],
+    }
+    .dims4(OP)?;
     let shape = ConvShape::new(OP, x.dims4(OP)?, weight.dims4(OP)?, y_dims, window)?;
     let mut y = vec![0.0; out.iter().product()];
     shape.for_each(window, |xi, wi, yi| y[yi] += x.data[xi] * weight.data[wi]);
@@ -124,7 +136,11 @@ pub(crate) fn conv2d_input_grad(
     out: &[usize],
 ) -> Result<Vec<f64>, ReferenceError> {
     const OP: &str = "conv2d_input_grad";
-    let x_dims = Tensor { dims: out, data: &[] }.dims4(OP)?;
+    let x_dims = Tensor {
+        dims: out,
+        data: &[],
+    }
+    .dims4(OP)?;
     let shape = ConvShape::new(OP, x_dims, weight.dims4(OP)?, dy.dims4(OP)?, window)?;
     let mut dx = vec![0.0; out.iter().product()];
     shape.for_each(window, |xi, wi, yi| dx[xi] += dy.data[yi] * weight.data[wi]);
@@ -139,7 +155,11 @@ pub(crate) fn conv2d_weight_grad(
     out: &[usize],
 ) -> Result<Vec<f64>, ReferenceError> {
     const OP: &str = "conv2d_weight_grad";
-    let w_dims = Tensor { dims: out, data: &[] }.dims4(OP)?;
+    let w_dims = Tensor {
+        dims: out,
+        data: &[],
+    }
+    .dims4(OP)?;
     let shape = ConvShape::new(OP, x.dims4(OP)?, w_dims, dy.dims4(OP)?, window)?;
     let mut dw = vec![0.0; out.iter().product()];
     shape.for_each(window, |xi, wi, yi| dw[wi] += dy.data[yi] * x.data[xi]);
@@ -160,7 +180,9 @@ pub(crate) fn dense(
     expect_dims(OP, &[n, m], out)?;
     let mut y = vec![0.0; n * m];
     for (row, col) in (0..n).flat_map(|row| (0..m).map(move |col| (row, col))) {
-        let dot: f64 = (0..k).map(|i| x.data[row * k + i] * weight.data[col * k + i]).sum();
+        let dot: f64 = (0..k)
+            .map(|i| x.data[row * k + i] * weight.data[col * k + i])
+            .sum();
         y[row * m + col] = dot;
     }
     if let Some(bias) = bias {
@@ -185,7 +207,9 @@ pub(crate) fn dense_input_grad(
     expect_dims(OP, &[n, k], out)?;
     let mut dx = vec![0.0; n * k];
     for (row, col) in (0..n).flat_map(|row| (0..k).map(move |col| (row, col))) {
-        dx[row * k + col] = (0..m).map(|j| dy.data[row * m + j] * weight.data[j * k + col]).sum();
+        dx[row * k + col] = (0..m)
+            .map(|j| dy.data[row * m + j] * weight.data[j * k + col])
+            .sum();
     }
     Ok(dx)
 }
@@ -203,7 +227,9 @@ pub(crate) fn dense_weight_grad(
     expect_dims(OP, &[m, k], out)?;
     let mut dw = vec![0.0; m * k];
     for (row, col) in (0..m).flat_map(|row| (0..k).map(move |col| (row, col))) {
-        dw[row * k + col] = (0..n).map(|b| dy.data[b * m + row] * x.data[b * k + col]).sum();
+        dw[row * k + col] = (0..n)
+            .map(|b| dy.data[b * m + row] * x.data[b * k + col])
+            .sum();
     }
     Ok(dw)
 }
@@ -216,7 +242,10 @@ mod tests {
         Tensor { dims, data }
     }
 
-    const UNIT: Window = Window { stride: [1, 1], padding: [0, 0] };
+    const UNIT: Window = Window {
+        stride: [1, 1],
+        padding: [0, 0],
+    };
 
     #[test]
     fn conv2d_matches_hand_computed_3x3_by_2x2() {
@@ -241,19 +270,38 @@ mod tests {
         // top-left, whose window covers the whole input (sum 10).
         let x = [1.0, 2.0, 3.0, 4.0];
         let w = [1.0; 9];
-        let window = Window { stride: [2, 2], padding: [1, 1] };
-        let y = conv2d(t(&[1, 1, 2, 2], &x), t(&[1, 1, 3, 3], &w), None, window, &[1, 1, 1, 1]);
+        let window = Window {
+            stride: [2, 2],
+            padding: [1, 1],
+        };
+        let y = conv2d(
+            t(&[1, 1, 2, 2], &x),
+            t(&[1, 1, 3, 3], &w),
+            None,
+            window,
+            &[1, 1, 1, 1],
+        );
         assert_eq!(y.unwrap(), vec![10.0]);
     }
 
     #[test]
     fn conv2d_sums_over_input_channels_and_rejects_bad_shapes() {
         // Two 1x1 input channels with values 2 and 3, weights 10 and 100: y = 320.
-        let y = conv2d(t(&[1, 2, 1, 1], &[2.0, 3.0]), t(&[1, 2, 1, 1], &[10.0, 100.0]), None, UNIT,
-            &[1, 1, 1, 1]);
+        let y = conv2d(
+            t(&[1, 2, 1, 1], &[2.0, 3.0]),
+            t(&[1, 2, 1, 1], &[10.0, 100.0]),
+            None,
+            UNIT,
+            &[1, 1, 1, 1],
+        );
         assert_eq!(y.unwrap(), vec![320.0]);
-        let bad = conv2d(t(&[1, 2, 1, 1], &[2.0, 3.0]), t(&[1, 2, 1, 1], &[10.0, 100.0]), None,
-            UNIT, &[1, 1, 2, 2]);
+        let bad = conv2d(
+            t(&[1, 2, 1, 1], &[2.0, 3.0]),
+            t(&[1, 2, 1, 1], &[10.0, 100.0]),
+            None,
+            UNIT,
+            &[1, 1, 2, 2],
+        );
         assert!(matches!(bad, Err(ReferenceError::Shape { .. })));
     }
 
@@ -263,11 +311,19 @@ mod tests {
         let x = [1.0, 2.0, 3.0, 4.0];
         let w = [5.0, 6.0];
         let dy = [1.0, 10.0];
-        let dx = conv2d_input_grad(t(&[1, 1, 2, 1], &dy), t(&[1, 1, 1, 2], &w), UNIT,
-            &[1, 1, 2, 2]);
+        let dx = conv2d_input_grad(
+            t(&[1, 1, 2, 1], &dy),
+            t(&[1, 1, 1, 2], &w),
+            UNIT,
+            &[1, 1, 2, 2],
+        );
         assert_eq!(dx.unwrap(), vec![5.0, 6.0, 50.0, 60.0]);
-        let dw = conv2d_weight_grad(t(&[1, 1, 2, 1], &dy), t(&[1, 1, 2, 2], &x), UNIT,
-            &[1, 1, 1, 2]);
+        let dw = conv2d_weight_grad(
+            t(&[1, 1, 2, 1], &dy),
+            t(&[1, 1, 2, 2], &x),
+            UNIT,
+            &[1, 1, 1, 2],
+        );
         assert_eq!(dw.unwrap(), vec![1.0 + 30.0, 2.0 + 40.0]);
     }
 
@@ -276,7 +332,12 @@ mod tests {
         // x = [[1,2]], w = [[3,4],[5,6]], b = [1,-1]: y = [3+8+1, 5+12-1] = [12, 16].
         let x = [1.0, 2.0];
         let w = [3.0, 4.0, 5.0, 6.0];
-        let y = dense(t(&[1, 2], &x), t(&[2, 2], &w), Some(t(&[2], &[1.0, -1.0])), &[1, 2]);
+        let y = dense(
+            t(&[1, 2], &x),
+            t(&[2, 2], &w),
+            Some(t(&[2], &[1.0, -1.0])),
+            &[1, 2],
+        );
         assert_eq!(y.unwrap(), vec![12.0, 16.0]);
         let dy = [1.0, 2.0];
         let dx = dense_input_grad(t(&[1, 2], &dy), t(&[2, 2], &w), &[1, 2]).unwrap();

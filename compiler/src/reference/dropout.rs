@@ -61,7 +61,9 @@ mod tests {
     fn keep_rate_is_one_minus_p_and_sites_differ() {
         let kept = (0..100_000u64).filter(|&i| keep(11, 0, i, 0.3)).count();
         assert!((69_000..71_000).contains(&kept), "{kept}");
-        let same = (0..1000u64).filter(|&i| keep(11, 0, i, 0.5) == keep(11, 1, i, 0.5)).count();
+        let same = (0..1000u64)
+            .filter(|&i| keep(11, 0, i, 0.5) == keep(11, 1, i, 0.5))
+            .count();
         assert!((400..600).contains(&same), "{same}");
         assert!((0..1000u64).all(|i| keep(5, 2, i, 0.0)));
     }

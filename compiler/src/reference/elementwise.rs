@@ -15,9 +15,17 @@ fn slope_lookup<'a>(
     x: Tensor,
     slope: Option<Tensor<'a>>,
 ) -> Result<impl Fn(usize) -> f64 + 'a, ReferenceError> {
-    let slope = slope.ok_or(ReferenceError::Operands { op, expected: 2, found: 1 })?;
+    let slope = slope.ok_or(ReferenceError::Operands {
+        op,
+        expected: 2,
+        found: 1,
+    })?;
     let layout = match slope.data.len() {
-        1 => ChannelLayout { batch: 1, channels: 1, inner: 1 },
+        1 => ChannelLayout {
+            batch: 1,
+            channels: 1,
+            inner: 1,
+        },
         _ => {
             let layout = x.channel_layout(op)?;
             expect_dims(op, &[layout.channels], slope.dims)?;
@@ -38,11 +46,15 @@ pub(crate) fn activation(
         Activation::Relu => values.map(|(_, v)| v.max(0.0)).collect(),
         Activation::Prelu => {
             let slope = slope_lookup("prelu", x, slope)?;
-            values.map(|(i, v)| if v > 0.0 { v } else { slope(i) * v }).collect()
+            values
+                .map(|(i, v)| if v > 0.0 { v } else { slope(i) * v })
+                .collect()
         }
         Activation::Elu { alpha } => {
             let alpha = f64::from(alpha);
-            values.map(|(_, v)| if v > 0.0 { v } else { alpha * v.exp_m1() }).collect()
+            values
+                .map(|(_, v)| if v > 0.0 { v } else { alpha * v.exp_m1() })
+                .collect()
         }
         Activation::Softplus { beta, threshold } => {
             let (beta, threshold) = (f64::from(beta), f64::from(threshold));
@@ -57,7 +69,9 @@ pub(crate) fn activation(
         }
         Activation::LeakyRelu { slope } => {
             let slope = f64::from(slope);
-            values.map(|(_, v)| if v > 0.0 { v } else { slope * v }).collect()
+            values
+                .map(|(_, v)| if v > 0.0 { v } else { slope * v })
+                .collect()
         }
         Activation::Identity => x.data.to_vec(),
     })
@@ -73,29 +87,54 @@ pub(crate) fn activation_grad(
 ) -> Result<Vec<f64>, ReferenceError> {
     expect_dims("activation_grad", x.dims, dy.dims)?;
     let derivative: Vec<f64> = match *act {
-        Activation::Relu => x.data.iter().map(|&v| if v > 0.0 { 1.0 } else { 0.0 }).collect(),
+        Activation::Relu => x
+            .data
+            .iter()
+            .map(|&v| if v > 0.0 { 1.0 } else { 0.0 })
+            .collect(),
         Activation::Prelu => {
             let slope = slope_lookup("activation_grad", x, slope)?;
             let values = x.data.iter().enumerate();
-            values.map(|(i, &v)| if v > 0.0 { 1.0 } else { slope(i) }).collect()
+            values
+                .map(|(i, &v)| if v > 0.0 { 1.0 } else { slope(i) })
+                .collect()
         }
         Activation::Elu { alpha } => {
             let alpha = f64::from(alpha);
-            x.data.iter().map(|&v| if v > 0.0 { 1.0 } else { alpha * v.exp() }).collect()
+            x.data
+                .iter()
+                .map(|&v| if v > 0.0 { 1.0 } else { alpha * v.exp() })
+                .collect()
         }
         Activation::Softplus { beta, threshold } => {
             let (beta, threshold) = (f64::from(beta), f64::from(threshold));
             let sigmoid = |v: f64| 1.0 / (1.0 + (-beta * v).exp());
             let values = x.data.iter();
-            values.map(|&v| if beta * v > threshold { 1.0 } else { sigmoid(v) }).collect()
+            values
+                .map(|&v| {
+                    if beta * v > threshold {
+                        1.0
+                    } else {
+                        sigmoid(v)
+                    }
+                })
+                .collect()
         }
         Activation::LeakyRelu { slope } => {
             let slope = f64::from(slope);
-            x.data.iter().map(|&v| if v > 0.0 { 1.0 } else { slope }).collect()
+            x.data
+                .iter()
+                .map(|&v| if v > 0.0 { 1.0 } else { slope })
+                .collect()
         }
         Activation::Identity => vec![1.0; x.data.len()],
     };
-    Ok(dy.data.iter().zip(derivative).map(|(grad, d)| grad * d).collect())
+    Ok(dy
+        .data
+        .iter()
+        .zip(derivative)
+        .map(|(grad, d)| grad * d)
+        .collect())
 }
 
 /// `dslope = Σ dy·x` over the elements with `x ≤ 0`, summed to the slope's shape (`[1]`
@@ -109,7 +148,11 @@ pub(crate) fn prelu_slope_grad(
     expect_dims(OP, x.dims, dy.dims)?;
     let slots: usize = out.iter().product();
     let layout = match slots {
-        1 => ChannelLayout { batch: 1, channels: 1, inner: 1 },
+        1 => ChannelLayout {
+            batch: 1,
+            channels: 1,
+            inner: 1,
+        },
         _ => {
             let layout = x.channel_layout(OP)?;
             expect_dims(OP, &[layout.channels], out)?;
@@ -129,7 +172,11 @@ pub(crate) fn prelu_slope_grad(
 pub(crate) fn mix(weights: &[f32], operands: &[Tensor]) -> Result<Vec<f64>, ReferenceError> {
     if weights.len() != operands.len() {
         let (expected, found) = (weights.len(), operands.len());
-        return Err(ReferenceError::Operands { op: "mix", expected, found });
+        return Err(ReferenceError::Operands {
+            op: "mix",
+            expected,
+            found,
+        });
     }
     let mut y = vec![0.0; operands.first().map_or(0, |first| first.data.len())];
     for (weight, operand) in weights.iter().zip(operands) {
@@ -144,7 +191,11 @@ pub(crate) fn mix(weights: &[f32], operands: &[Tensor]) -> Result<Vec<f64>, Refe
 /// `y = Σ operandᵢ`, summed in slot order.
 pub(crate) fn add(operands: &[Tensor]) -> Result<Vec<f64>, ReferenceError> {
     let Some((first, rest)) = operands.split_first() else {
-        return Err(ReferenceError::Operands { op: "add", expected: 2, found: 0 });
+        return Err(ReferenceError::Operands {
+            op: "add",
+            expected: 2,
+            found: 0,
+        });
     };
     let mut y = first.data.to_vec();
     for operand in rest {
@@ -158,7 +209,10 @@ pub(crate) fn add(operands: &[Tensor]) -> Result<Vec<f64>, ReferenceError> {
 
 /// `y = factor·x`.
 pub(crate) fn scale(factor: f32, x: Tensor) -> Vec<f64> {
-    x.data.iter().map(|value| f64::from(factor) * value).collect()
+    x.data
+        .iter()
+        .map(|value| f64::from(factor) * value)
+        .collect()
 }
 
 /// Where a dropout mask comes from: the step's seed and the site.
@@ -210,13 +264,28 @@ mod tests {
         let per_channel = forward(Activation::Prelu, Some(t(&[2], &[0.1, 2.0])));
         assert_eq!(per_channel, vec![-2.0 * 0.1, -1.0, 0.0, 3.0]);
         let elu = forward(Activation::Elu { alpha: 1.0 }, None);
-        assert_eq!(elu, vec![(-2.0f64).exp() - 1.0, (-0.5f64).exp() - 1.0, 0.0, 3.0]);
-        let softplus = forward(Activation::Softplus { beta: 1.0, threshold: 20.0 }, None);
+        assert_eq!(
+            elu,
+            vec![(-2.0f64).exp() - 1.0, (-0.5f64).exp() - 1.0, 0.0, 3.0]
+        );
+        let softplus = forward(
+            Activation::Softplus {
+                beta: 1.0,
+                threshold: 20.0,
+            },
+            None,
+        );
         let expected: Vec<f64> = X.iter().map(|v| (1.0 + v.exp()).ln()).collect();
         for (got, want) in softplus.iter().zip(&expected) {
             assert!((got - want).abs() < 1e-15, "{got} vs {want}");
         }
-        let linear = forward(Activation::Softplus { beta: 2.0, threshold: 5.0 }, None);
+        let linear = forward(
+            Activation::Softplus {
+                beta: 2.0,
+                threshold: 5.0,
+            },
+            None,
+        );
         assert_eq!(linear[3], 3.0);
         let leaky = forward(Activation::LeakyRelu { slope: 0.5 }, None);
         assert_eq!(leaky, vec![-1.0, -0.25, 0.0, 3.0]);
@@ -234,12 +303,24 @@ mod tests {
         let shared = backward(Activation::Prelu, Some(t(&[1], &[0.25])));
         assert_eq!(shared, vec![0.25, 0.5, 0.75, 4.0]);
         let elu = backward(Activation::Elu { alpha: 2.0 }, None);
-        assert_eq!(elu, vec![2.0 * (-2.0f64).exp(), 4.0 * (-0.5f64).exp(), 6.0, 4.0]);
-        let softplus = backward(Activation::Softplus { beta: 1.0, threshold: 20.0 }, None);
+        assert_eq!(
+            elu,
+            vec![2.0 * (-2.0f64).exp(), 4.0 * (-0.5f64).exp(), 6.0, 4.0]
+        );
+        let softplus = backward(
+            Activation::Softplus {
+                beta: 1.0,
+                threshold: 20.0,
+            },
+            None,
+        );
         assert_eq!(softplus[2], 1.5);
         let leaky = backward(Activation::LeakyRelu { slope: 0.5 }, None);
         assert_eq!(leaky, vec![0.5, 1.0, 1.5, 4.0]);
-        assert_eq!(backward(Activation::Identity, None), vec![1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(
+            backward(Activation::Identity, None),
+            vec![1.0, 2.0, 3.0, 4.0]
+        );
     }
 
     #[test]
@@ -258,14 +339,21 @@ mod tests {
         let mixed = mix(&[0.5, 0.25], &[t(&[2], &a), t(&[2], &b)]).unwrap();
         assert_eq!(mixed, vec![3.0, 6.0]);
         assert!(mix(&[1.0], &[t(&[2], &a), t(&[2], &b)]).is_err());
-        assert_eq!(add(&[t(&[2], &a), t(&[2], &b), t(&[2], &a)]).unwrap(), vec![12.0, 24.0]);
+        assert_eq!(
+            add(&[t(&[2], &a), t(&[2], &b), t(&[2], &a)]).unwrap(),
+            vec![12.0, 24.0]
+        );
         assert_eq!(scale(-2.0, t(&[2], &a)), vec![-2.0, -4.0]);
     }
 
     #[test]
     fn dropout_zeroes_or_rescales_by_the_mask() {
         let x = vec![1.0; 1000];
-        let mask = DropoutMask { seed: 7, site: 3, p: 0.25 };
+        let mask = DropoutMask {
+            seed: 7,
+            site: 3,
+            p: 0.25,
+        };
         let y = dropout(t(&[1000], &x), mask);
         let kept = y.iter().filter(|&&v| v != 0.0).count();
         assert!(y.iter().all(|&v| v == 0.0 || v == 1.0 / 0.75));

@@ -41,11 +41,15 @@ pub fn init_values(init: &Init, name: &str, count: usize, seed: u64) -> Vec<f64>
         Init::Constant(value) => vec![f64::from(value); count],
         Init::UniformFanIn { fan_in, gain } => {
             let bound = f64::from(gain) / (fan_in.max(1) as f64).sqrt();
-            (0..count).map(|_| bound * (2.0 * rng.next_f64() - 1.0)).collect()
+            (0..count)
+                .map(|_| bound * (2.0 * rng.next_f64() - 1.0))
+                .collect()
         }
         Init::KaimingNormal { fan } => {
             let std = (2.0 / fan.max(1) as f64).sqrt();
-            (0..count).map(|_| std * f64::from(rng.next_normal())).collect()
+            (0..count)
+                .map(|_| std * f64::from(rng.next_normal()))
+                .collect()
         }
     }
 }
@@ -76,7 +80,15 @@ mod tests {
 
     #[test]
     fn uniform_fan_in_stays_in_bounds_and_spreads() {
-        let values = init_values(&Init::UniformFanIn { fan_in: 25, gain: 1.0 }, "w", 5000, 1);
+        let values = init_values(
+            &Init::UniformFanIn {
+                fan_in: 25,
+                gain: 1.0,
+            },
+            "w",
+            5000,
+            1,
+        );
         assert!(values.iter().all(|v| v.abs() <= 0.2));
         let max = values.iter().copied().fold(0.0, f64::max);
         assert!(max > 0.19, "{max}");
@@ -93,11 +105,17 @@ mod tests {
 
     #[test]
     fn streams_depend_on_seed_and_name_only() {
-        let init = Init::UniformFanIn { fan_in: 4, gain: 1.0 };
+        let init = Init::UniformFanIn {
+            fan_in: 4,
+            gain: 1.0,
+        };
         let a = init_values(&init, "conv1.weight", 8, 3);
         assert_eq!(a, init_values(&init, "conv1.weight", 8, 3));
         assert_ne!(a, init_values(&init, "conv2.weight", 8, 3));
         assert_ne!(a, init_values(&init, "conv1.weight", 8, 4));
-        assert_eq!(init_values(&Init::Constant(0.25), "slope", 3, 9), vec![0.25; 3]);
+        assert_eq!(
+            init_values(&Init::Constant(0.25), "slope", 3, 9),
+            vec![0.25; 3]
+        );
     }
 }

@@ -23,7 +23,10 @@ fn rows<'a>(
             .ok_or(ReferenceError::LabelOutOfRange { label, classes })
     };
     let chunks = logits.data.chunks(classes.max(1));
-    chunks.zip(labels.data).map(|(row, &label)| Ok((row, label_of(label)?))).collect()
+    chunks
+        .zip(labels.data)
+        .map(|(row, &label)| Ok((row, label_of(label)?)))
+        .collect()
 }
 
 /// `softmax(row)`, computed stably.
@@ -42,7 +45,12 @@ pub(crate) fn softmax_cross_entropy(logits: Tensor, labels: Tensor) -> Result<f6
         .iter()
         .map(|(row, label)| {
             let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let log_sum = row.iter().map(|value| (value - max).exp()).sum::<f64>().ln() + max;
+            let log_sum = row
+                .iter()
+                .map(|value| (value - max).exp())
+                .sum::<f64>()
+                .ln()
+                + max;
             log_sum - row[*label]
         })
         .sum();
@@ -77,7 +85,10 @@ pub(crate) fn correct_count(logits: Tensor, labels: Tensor) -> Result<f64, Refer
         }
         best
     };
-    Ok(rows.iter().filter(|(row, label)| first_max(row) == *label).count() as f64)
+    Ok(rows
+        .iter()
+        .filter(|(row, label)| first_max(row) == *label)
+        .count() as f64)
 }
 
 #[cfg(test)]
@@ -115,6 +126,12 @@ mod tests {
         let count = correct_count(t(&[3, 2], &logits), t(&[3], &[0.0, 1.0, 1.0])).unwrap();
         assert_eq!(count, 2.0);
         let bad = correct_count(t(&[3, 2], &logits), t(&[3], &[0.0, 2.0, 1.0]));
-        assert!(matches!(bad, Err(ReferenceError::LabelOutOfRange { label: 2, classes: 2 })));
+        assert!(matches!(
+            bad,
+            Err(ReferenceError::LabelOutOfRange {
+                label: 2,
+                classes: 2
+            })
+        ));
     }
 }

@@ -130,12 +130,17 @@ pub(crate) fn batch_norm_input_grad(
     let dscale = per_channel(OP, layout, parts.dscale)?;
     let dshift = per_channel(OP, layout, parts.dshift)?;
     let count = layout.per_channel() as f64;
-    let dx = x.data.iter().zip(dy.data).enumerate().map(|(index, (value, grad))| {
-        let c = layout.channel_of(index);
-        let invstd = 1.0 / (var[c] + parts.eps).sqrt();
-        let normalised = (value - mean[c]) * invstd;
-        scale[c] * invstd / count * (count * grad - dshift[c] - normalised * dscale[c])
-    });
+    let dx = x
+        .data
+        .iter()
+        .zip(dy.data)
+        .enumerate()
+        .map(|(index, (value, grad))| {
+            let c = layout.channel_of(index);
+            let invstd = 1.0 / (var[c] + parts.eps).sqrt();
+            let normalised = (value - mean[c]) * invstd;
+            scale[c] * invstd / count * (count * grad - dshift[c] - normalised * dscale[c])
+        });
     Ok(dx.collect())
 }
 
@@ -158,7 +163,9 @@ pub(crate) fn running_update(
         (true, _) => count as f64 / (count - 1) as f64,
     };
     let updated = running.iter().zip(stat);
-    Ok(updated.map(|(old, new)| (1.0 - momentum) * old + momentum * new * correction).collect())
+    Ok(updated
+        .map(|(old, new)| (1.0 - momentum) * old + momentum * new * correction)
+        .collect())
 }
 
 #[cfg(test)]
@@ -226,7 +233,16 @@ mod tests {
         let expected = (1.0 - 0.1) * 1.0 + 0.1 * 4.25 * (4.0 / 3.0);
         assert_eq!(var.unwrap(), vec![expected, expected]);
         let single = t(&[1, 2, 1, 1], &[1.0, 2.0]);
-        let refused = running_update(t(&[2], &[1.0, 1.0]), t(&[2], &[0.0, 0.0]), single, 0.1, true);
-        assert!(matches!(refused, Err(ReferenceError::TooFewForVariance { count: 1 })));
+        let refused = running_update(
+            t(&[2], &[1.0, 1.0]),
+            t(&[2], &[0.0, 0.0]),
+            single,
+            0.1,
+            true,
+        );
+        assert!(matches!(
+            refused,
+            Err(ReferenceError::TooFewForVariance { count: 1 })
+        ));
     }
 }

@@ -34,7 +34,11 @@ pub(crate) fn sgd_update(
     for ((&p, &g), &b) in param.data.iter().zip(grad.data).zip(buffer.data) {
         let d = g + sgd.weight_decay * p;
         let b = sgd.momentum * b + d;
-        let step = if sgd.nesterov { d + sgd.momentum * b } else { b };
+        let step = if sgd.nesterov {
+            d + sgd.momentum * b
+        } else {
+            b
+        };
         new_param.push(p - sgd.lr * step);
         new_buffer.push(b);
     }
@@ -50,11 +54,19 @@ mod tests {
         // p = 1, g = 0.5, buf = 2, wd = 0.1, μ = 0.5, lr = 0.1:
         // d = 0.6, buf = 1.6, plain p = 1 − 0.16 = 0.84, Nesterov p = 1 − 0.1·(0.6 + 0.8) = 0.86.
         let (dims, p, g, b) = ([1usize], [1.0], [0.5], [2.0]);
-        let sgd = Sgd { lr: 0.1, momentum: 0.5, weight_decay: 0.1, nesterov: false };
+        let sgd = Sgd {
+            lr: 0.1,
+            momentum: 0.5,
+            weight_decay: 0.1,
+            nesterov: false,
+        };
         let view = |data| Tensor { dims: &dims, data };
         let (param, buffer) = sgd_update(view(&p), view(&g), view(&b), sgd).unwrap();
         assert!((param[0] - 0.84).abs() < 1e-15 && (buffer[0] - 1.6).abs() < 1e-15);
-        let nesterov = Sgd { nesterov: true, ..sgd };
+        let nesterov = Sgd {
+            nesterov: true,
+            ..sgd
+        };
         let (param, _) = sgd_update(view(&p), view(&g), view(&b), nesterov).unwrap();
         assert!((param[0] - 0.86).abs() < 1e-15);
     }

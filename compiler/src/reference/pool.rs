@@ -31,7 +31,11 @@ fn pool_shape(
     let ho = window_output(h, window.kernel[0], window.stride[0], window.padding[0]);
     let wo = window_output(w, window.kernel[1], window.stride[1], window.padding[1]);
     let (Some(ho), Some(wo)) = (ho, wo) else {
-        return Err(ReferenceError::Window { op, input: vec![h, w], kernel: window.kernel.into() });
+        return Err(ReferenceError::Window {
+            op,
+            input: vec![h, w],
+            kernel: window.kernel.into(),
+        });
     };
     expect_dims(op, &[n, c, ho, wo], &y)?;
     Ok((x, y))
@@ -76,7 +80,11 @@ pub(crate) fn max_pool(
     out: &[usize],
 ) -> Result<Vec<f64>, ReferenceError> {
     const OP: &str = "maxpool";
-    let out4 = Tensor { dims: out, data: &[] }.dims4(OP)?;
+    let out4 = Tensor {
+        dims: out,
+        data: &[],
+    }
+    .dims4(OP)?;
     let (x_dims, y_dims) = pool_shape(OP, x.dims4(OP)?, out4, window)?;
     let y = grid4(y_dims).map(|position| {
         let indices = window_indices(x_dims, window, position);
@@ -110,7 +118,11 @@ pub(crate) fn avg_pool(
     out: &[usize],
 ) -> Result<Vec<f64>, ReferenceError> {
     const OP: &str = "avgpool";
-    let out4 = Tensor { dims: out, data: &[] }.dims4(OP)?;
+    let out4 = Tensor {
+        dims: out,
+        data: &[],
+    }
+    .dims4(OP)?;
     let (x_dims, y_dims) = pool_shape(OP, x.dims4(OP)?, out4, window)?;
     let area = (window.kernel[0] * window.kernel[1]) as f64;
     let y = grid4(y_dims).map(|position| {
@@ -127,7 +139,11 @@ pub(crate) fn avg_pool_grad(
     out: &[usize],
 ) -> Result<Vec<f64>, ReferenceError> {
     const OP: &str = "avgpool_grad";
-    let x4 = Tensor { dims: out, data: &[] }.dims4(OP)?;
+    let x4 = Tensor {
+        dims: out,
+        data: &[],
+    }
+    .dims4(OP)?;
     let (x_dims, y_dims) = pool_shape(OP, x4, dy.dims4(OP)?, window)?;
     let area = (window.kernel[0] * window.kernel[1]) as f64;
     let mut dx = vec![0.0; out.iter().product()];
@@ -145,17 +161,27 @@ pub(crate) fn global_avg_pool(x: Tensor, out: &[usize]) -> Result<Vec<f64>, Refe
     let [n, c, h, w] = x.dims4(OP)?;
     expect_dims(OP, &[n, c], out)?;
     let area = h * w;
-    let y = x.data.chunks(area.max(1)).map(|plane| plane.iter().sum::<f64>() / area as f64);
+    let y = x
+        .data
+        .chunks(area.max(1))
+        .map(|plane| plane.iter().sum::<f64>() / area as f64);
     Ok(y.collect())
 }
 
 /// `dx[n,c,h,w] = dy[n,c]/(H·W)`.
 pub(crate) fn global_avg_pool_grad(dy: Tensor, out: &[usize]) -> Result<Vec<f64>, ReferenceError> {
     const OP: &str = "global_avgpool_grad";
-    let [n, c, h, w] = Tensor { dims: out, data: &[] }.dims4(OP)?;
+    let [n, c, h, w] = Tensor {
+        dims: out,
+        data: &[],
+    }
+    .dims4(OP)?;
     expect_dims(OP, &[n, c], dy.dims)?;
     let area = h * w;
-    let dx = dy.data.iter().flat_map(|grad| std::iter::repeat_n(grad / area as f64, area));
+    let dx = dy
+        .data
+        .iter()
+        .flat_map(|grad| std::iter::repeat_n(grad / area as f64, area));
     Ok(dx.collect())
 }
 
@@ -176,11 +202,23 @@ fn shortcut_shape(
     shortcut: Shortcut,
 ) -> Result<(), ReferenceError> {
     let [n, c, h, w] = x;
-    let Shortcut { stride, pad_channels } = shortcut;
+    let Shortcut {
+        stride,
+        pad_channels,
+    } = shortcut;
     if stride == 0 {
-        return Err(ReferenceError::Window { op, input: vec![h, w], kernel: vec![stride] });
+        return Err(ReferenceError::Window {
+            op,
+            input: vec![h, w],
+            kernel: vec![stride],
+        });
     }
-    let expected = [n, c + 2 * pad_channels, h.div_ceil(stride), w.div_ceil(stride)];
+    let expected = [
+        n,
+        c + 2 * pad_channels,
+        h.div_ceil(stride),
+        w.div_ceil(stride),
+    ];
     expect_dims(op, &expected, &y)
 }
 
@@ -204,7 +242,11 @@ pub(crate) fn shortcut_a(
     out: &[usize],
 ) -> Result<Vec<f64>, ReferenceError> {
     const OP: &str = "shortcut_a";
-    let y_dims = Tensor { dims: out, data: &[] }.dims4(OP)?;
+    let y_dims = Tensor {
+        dims: out,
+        data: &[],
+    }
+    .dims4(OP)?;
     let x_dims = x.dims4(OP)?;
     shortcut_shape(OP, x_dims, y_dims, shortcut)?;
     let mut y = vec![0.0; out.iter().product()];
@@ -221,7 +263,11 @@ pub(crate) fn shortcut_a_grad(
     out: &[usize],
 ) -> Result<Vec<f64>, ReferenceError> {
     const OP: &str = "shortcut_a_grad";
-    let x_dims = Tensor { dims: out, data: &[] }.dims4(OP)?;
+    let x_dims = Tensor {
+        dims: out,
+        data: &[],
+    }
+    .dims4(OP)?;
     let y_dims = dy.dims4(OP)?;
     shortcut_shape(OP, x_dims, y_dims, shortcut)?;
     let mut dx = vec![0.0; out.iter().product()];
@@ -245,9 +291,16 @@ mod tests {
     #[test]
     fn max_pool_takes_window_maxima_and_routes_grad_to_the_first() {
         // 2x2 windows, stride 1, over [[1,5,2],[4,3,5],[0,7,6]].
-        let window = PoolWindow { kernel: [2, 2], stride: [1, 1], padding: [0, 0] };
+        let window = PoolWindow {
+            kernel: [2, 2],
+            stride: [1, 1],
+            padding: [0, 0],
+        };
         let x = t(&X_DIMS, &X);
-        assert_eq!(max_pool(x, window, &[1, 1, 2, 2]).unwrap(), vec![5.0, 5.0, 7.0, 7.0]);
+        assert_eq!(
+            max_pool(x, window, &[1, 1, 2, 2]).unwrap(),
+            vec![5.0, 5.0, 7.0, 7.0]
+        );
         // Window (0,1) holds 5 twice (positions 1 and 5): the first, position 1, wins.
         let dy = t(&[1, 1, 2, 2], &[1.0, 10.0, 100.0, 1000.0]);
         let dx = max_pool_grad(dy, x, window).unwrap();
@@ -256,7 +309,11 @@ mod tests {
 
     #[test]
     fn max_pool_padding_is_minus_infinity() {
-        let window = PoolWindow { kernel: [2, 2], stride: [2, 2], padding: [1, 1] };
+        let window = PoolWindow {
+            kernel: [2, 2],
+            stride: [2, 2],
+            padding: [1, 1],
+        };
         let x = t(&[1, 1, 2, 2], &[-1.0, -2.0, -3.0, -4.0]);
         let y = max_pool(x, window, &[1, 1, 2, 2]).unwrap();
         assert_eq!(y, vec![-1.0, -2.0, -3.0, -4.0]);
@@ -264,12 +321,26 @@ mod tests {
 
     #[test]
     fn avg_pool_counts_padding_in_the_divisor() {
-        let window = PoolWindow { kernel: [2, 2], stride: [2, 2], padding: [1, 1] };
+        let window = PoolWindow {
+            kernel: [2, 2],
+            stride: [2, 2],
+            padding: [1, 1],
+        };
         let x = t(&[1, 1, 2, 2], &[4.0, 8.0, 12.0, 16.0]);
-        assert_eq!(avg_pool(x, window, &[1, 1, 2, 2]).unwrap(), vec![1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(
+            avg_pool(x, window, &[1, 1, 2, 2]).unwrap(),
+            vec![1.0, 2.0, 3.0, 4.0]
+        );
         let dy = t(&[1, 1, 2, 2], &[4.0, 8.0, 12.0, 16.0]);
-        assert_eq!(avg_pool_grad(dy, window, &[1, 1, 2, 2]).unwrap(), vec![1.0, 2.0, 3.0, 4.0]);
-        let unpadded = PoolWindow { kernel: [2, 2], stride: [1, 1], padding: [0, 0] };
+        assert_eq!(
+            avg_pool_grad(dy, window, &[1, 1, 2, 2]).unwrap(),
+            vec![1.0, 2.0, 3.0, 4.0]
+        );
+        let unpadded = PoolWindow {
+            kernel: [2, 2],
+            stride: [1, 1],
+            padding: [0, 0],
+        };
         let y = avg_pool(t(&X_DIMS, &X), unpadded, &[1, 1, 2, 2]).unwrap();
         assert_eq!(y, vec![13.0 / 4.0, 15.0 / 4.0, 14.0 / 4.0, 21.0 / 4.0]);
     }
@@ -285,7 +356,10 @@ mod tests {
     #[test]
     fn shortcut_a_subsamples_and_pads_channels() {
         // x [1,1,3,3], stride 2, one zero channel on each side: y [1,3,2,2].
-        let shortcut = Shortcut { stride: 2, pad_channels: 1 };
+        let shortcut = Shortcut {
+            stride: 2,
+            pad_channels: 1,
+        };
         let y = shortcut_a(t(&X_DIMS, &X), shortcut, &[1, 3, 2, 2]).unwrap();
         let mut expected = vec![0.0; 12];
         expected[4..8].copy_from_slice(&[1.0, 2.0, 0.0, 6.0]);

@@ -35,9 +35,11 @@ impl<'a> Tensor<'a> {
     /// (BatchNorm statistics, channel sums, per-channel PReLU) iterate over.
     pub fn channel_layout(&self, op: &'static str) -> Result<ChannelLayout, ReferenceError> {
         match self.dims {
-            [n, c, rest @ ..] => {
-                Ok(ChannelLayout { batch: *n, channels: *c, inner: rest.iter().product() })
-            }
+            [n, c, rest @ ..] => Ok(ChannelLayout {
+                batch: *n,
+                channels: *c,
+                inner: rest.iter().product(),
+            }),
             other => Err(rank_error(op, 2, other)),
         }
     }
@@ -68,7 +70,11 @@ impl ChannelLayout {
 
 /// The error for an operand of the wrong rank.
 pub(crate) fn rank_error(op: &'static str, rank: usize, found: &[usize]) -> ReferenceError {
-    ReferenceError::Rank { op, expected: rank, found: found.to_vec() }
+    ReferenceError::Rank {
+        op,
+        expected: rank,
+        found: found.to_vec(),
+    }
 }
 
 /// Requires `found == expected`, naming `op` otherwise.
@@ -80,7 +86,11 @@ pub(crate) fn expect_dims(
     if expected == found {
         Ok(())
     } else {
-        Err(ReferenceError::Shape { op, expected: expected.to_vec(), found: found.to_vec() })
+        Err(ReferenceError::Shape {
+            op,
+            expected: expected.to_vec(),
+            found: found.to_vec(),
+        })
     }
 }
 
@@ -132,11 +142,28 @@ mod tests {
     fn channel_layout_of_image_and_matrix() {
         let dims = [2, 3, 4, 5];
         let data = vec![0.0; 120];
-        let layout = Tensor { dims: &dims, data: &data }.channel_layout("t").unwrap();
-        assert_eq!(layout, ChannelLayout { batch: 2, channels: 3, inner: 20 });
+        let layout = Tensor {
+            dims: &dims,
+            data: &data,
+        }
+        .channel_layout("t")
+        .unwrap();
+        assert_eq!(
+            layout,
+            ChannelLayout {
+                batch: 2,
+                channels: 3,
+                inner: 20
+            }
+        );
         assert_eq!(layout.channel_of(20 * 4 + 3), 1);
         let dims = [2, 3];
-        let layout = Tensor { dims: &dims, data: &data[..6] }.channel_layout("t").unwrap();
+        let layout = Tensor {
+            dims: &dims,
+            data: &data[..6],
+        }
+        .channel_layout("t")
+        .unwrap();
         assert_eq!(layout.channel_of(4), 1);
     }
 }
