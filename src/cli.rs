@@ -55,7 +55,10 @@ pub enum Failure {
 impl Failure {
     /// A user-facing failure from any diagnostic.
     pub fn user(diagnostic: impl Diagnostic + Send + Sync + 'static) -> Self {
-        Failure::Report { report: miette::Report::new(diagnostic), internal: false }
+        Failure::Report {
+            report: miette::Report::new(diagnostic),
+            internal: false,
+        }
     }
 
     /// True when the failure is a bug in coopc (exit code 2) rather than a user error (1).

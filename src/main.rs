@@ -46,7 +46,10 @@ fn init_tracing(verbose: u8) {
 }
 
 /// Prints every report of `failure` to stderr, in colour on a terminal.
-#[expect(clippy::print_stderr, reason = "the binary's one place that writes reports")]
+#[expect(
+    clippy::print_stderr,
+    reason = "the binary's one place that writes reports"
+)]
 fn report(failure: &Failure) {
     let theme = if std::io::stderr().is_terminal() {
         GraphicalTheme::unicode()

@@ -29,10 +29,47 @@ impl Generator {
 
 /// Fragments that often break or bend the language.
 const FRAGMENTS: &[&str] = &[
-    "(", ")", "[", "]", "{", "}", ",", ":", "|>", "+", "-", "*", "/", "=", "\n", "\"", "/*", "#",
-    "0", "-1", "-7", "999999999999", "9223372036854775807", "1e999", "0.5", "as", "repeat",
-    "repeat 100000", "x", "conv", "relu", "shortcut", "block", "model", "input", "output",
-    "true", "é", "\\", "as stage1", "basic(x)",
+    "(",
+    ")",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    ":",
+    "|>",
+    "+",
+    "-",
+    "*",
+    "/",
+    "=",
+    "\n",
+    "\"",
+    "/*",
+    "#",
+    "0",
+    "-1",
+    "-7",
+    "999999999999",
+    "9223372036854775807",
+    "1e999",
+    "0.5",
+    "as",
+    "repeat",
+    "repeat 100000",
+    "x",
+    "conv",
+    "relu",
+    "shortcut",
+    "block",
+    "model",
+    "input",
+    "output",
+    "true",
+    "é",
+    "\\",
+    "as stage1",
+    "basic(x)",
 ];
 
 /// One mutation of `text`: delete, duplicate or replace a range, or insert a fragment.
@@ -65,7 +102,10 @@ fn mutate(text: &[u8], generator: &mut Generator) -> Vec<u8> {
 fn run(name: &str, text: String) {
     let source = SourceFile::new(name, text);
     let outcome = catch_unwind(AssertUnwindSafe(|| {
-        let options = CompileOptions { verify_each: true, ..CompileOptions::default() };
+        let options = CompileOptions {
+            verify_each: true,
+            ..CompileOptions::default()
+        };
         match compile_source(&source, &options) {
             Ok(compiled) => {
                 let printed = print_graph(&compiled.coop);
@@ -80,7 +120,10 @@ fn run(name: &str, text: String) {
     }));
     if let Err(panic) = outcome {
         let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
-        panic!("the compiler panicked on this input ({message}):\n{}", source.text);
+        panic!(
+            "the compiler panicked on this input ({message}):\n{}",
+            source.text
+        );
     }
 }
 
@@ -91,7 +134,10 @@ fn truncated_models_never_panic() {
         let bytes = source.text.as_bytes();
         let step = (bytes.len() / 60).max(1);
         for end in (0..bytes.len()).step_by(step) {
-            run(&source.name, String::from_utf8_lossy(&bytes[..end]).into_owned());
+            run(
+                &source.name,
+                String::from_utf8_lossy(&bytes[..end]).into_owned(),
+            );
         }
     }
 }
@@ -118,14 +164,18 @@ fn random_bytes_and_huge_sizes_never_panic() {
     let mut generator = Generator(42);
     for _ in 0..200 {
         let length = generator.below(80);
-        let bytes: Vec<u8> = (0..length).map(|_| (generator.next() % 128) as u8).collect();
+        let bytes: Vec<u8> = (0..length)
+            .map(|_| (generator.next() % 128) as u8)
+            .collect();
         run("random.coop", String::from_utf8_lossy(&bytes).into_owned());
     }
     let huge = [
         "model m { input i: [16777216, 16777216, 16777216]\n output o = i |> flatten }",
-        "model m { input i: [3, 8, 8]\n output o = i |> conv(16777216, kernel: 1) |> conv(16777216, kernel: 1) }",
+        "model m { input i: [3, 8, 8]\n output o = i |> conv(16777216, kernel: 1) \
+         |> conv(16777216, kernel: 1) }",
         "block b(x) { x }\nmodel m { input i: [3, 8, 8]\n output o = i |> repeat 16777216 b }",
-        "block b(x) { x |> repeat 1000 c }\nblock c(x) { x |> repeat 1000 d }\nblock d(x) { x }\nmodel m { input i: [3, 8, 8]\n output o = i |> repeat 1000 b }",
+        "block b(x) { x |> repeat 1000 c }\nblock c(x) { x |> repeat 1000 d }\n\
+         block d(x) { x }\nmodel m { input i: [3, 8, 8]\n output o = i |> repeat 1000 b }",
         "model m { input i: [3, 8, 8]\n output o = i |> repeat 1000000 relu }",
         "model m(n = 9223372036854775807) { input i: [n * 2]\n output o = i }",
     ];

@@ -7,7 +7,8 @@ use crate::support::{compile_model, model_paths, options_with, source};
 
 /// Trained parameters of the baseline of `models/<name>.coop`.
 fn baseline_params(name: &str, overrides: &[&str]) -> usize {
-    let compiled = compile_model(name, overrides).unwrap_or_else(|error| panic!("{}", error.render()));
+    let compiled =
+        compile_model(name, overrides).unwrap_or_else(|error| panic!("{}", error.render()));
     trained_params(&compiled.baseline)
 }
 
@@ -38,7 +39,10 @@ fn imagenet_models_match_torchvision() {
 #[test]
 fn classes_override_changes_only_the_classifier() {
     // 64·100 + 100 instead of 64·10 + 10.
-    assert_eq!(baseline_params("resnet56", &["classes=100"]), 853_018 - 650 + 6_500);
+    assert_eq!(
+        baseline_params("resnet56", &["classes=100"]),
+        853_018 - 650 + 6_500
+    );
 }
 
 #[test]
@@ -47,16 +51,32 @@ fn phase_two_count_equals_the_baseline_and_phase_one_adds_one_slope_per_site() {
         let compiled = compiler::pipeline::compile_source(&source(&path), &options_with(&[]))
             .unwrap_or_else(|error| panic!("{}: {}", path.display(), error.render()));
         let summary = summarize(&compiled);
-        assert_eq!(summary.phase2_params, summary.baseline_params, "{}", path.display());
-        assert_eq!(summary.phase1_params - summary.phase2_params, summary.mix_sites, "{}", path.display());
-        assert_eq!(summary.phase2_macs, summary.baseline_macs, "{}", path.display());
+        assert_eq!(
+            summary.phase2_params,
+            summary.baseline_params,
+            "{}",
+            path.display()
+        );
+        assert_eq!(
+            summary.phase1_params - summary.phase2_params,
+            summary.mix_sites,
+            "{}",
+            path.display()
+        );
+        assert_eq!(
+            summary.phase2_macs,
+            summary.baseline_macs,
+            "{}",
+            path.display()
+        );
         assert_eq!(compiled.lower_stats.params_removed.len(), summary.mix_sites);
     }
 }
 
 #[test]
 fn resnet56_multiply_accumulates() {
-    let compiled = compile_model("resnet56", &[]).unwrap_or_else(|error| panic!("{}", error.render()));
+    let compiled =
+        compile_model("resnet56", &[]).unwrap_or_else(|error| panic!("{}", error.render()));
     // 125.49 M: the figure usually quoted for ResNet-56 on 32x32 inputs.
     assert_eq!(compiler::summary::macs(&compiled.baseline), 125_485_696);
 }

@@ -39,7 +39,11 @@ fn option_b_and_a_prelu_target() {
 
     let path = crate::support::root().join("models/lenet.coop");
     let mut options = options_with(&[]);
-    options.lower = LowerOptions { target: Target::Activation(compiler::ir::Activation::Prelu), prelu_per_channel: false };
-    let prelu = compile_source(&source(&path), &options).unwrap_or_else(|error| panic!("{}", error.render()));
+    options.lower = LowerOptions {
+        target: Target::Activation(compiler::ir::Activation::Prelu),
+        prelu_per_channel: false,
+    };
+    let prelu = compile_source(&source(&path), &options)
+        .unwrap_or_else(|error| panic!("{}", error.render()));
     insta::assert_snapshot!("lenet_lowered_to_prelu", print_graph(&prelu.lowered));
 }

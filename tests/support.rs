@@ -25,14 +25,25 @@ pub fn model_paths() -> Vec<PathBuf> {
 /// The source of `path`, named by its file name (so reports do not depend on the checkout).
 pub fn source(path: &Path) -> SourceFile {
     let text = std::fs::read_to_string(path).expect("model file is readable");
-    let name = path.file_name().expect("a file name").to_string_lossy().into_owned();
+    let name = path
+        .file_name()
+        .expect("a file name")
+        .to_string_lossy()
+        .into_owned();
     SourceFile::new(name, text)
 }
 
 /// Options with `--set` overrides and the defaults otherwise.
 pub fn options_with(overrides: &[&str]) -> CompileOptions {
-    let overrides = overrides.iter().map(|text| Override::parse(text).expect("valid --set")).collect();
-    CompileOptions { overrides, verify_each: true, ..CompileOptions::default() }
+    let overrides = overrides
+        .iter()
+        .map(|text| Override::parse(text).expect("valid --set"))
+        .collect();
+    CompileOptions {
+        overrides,
+        verify_each: true,
+        ..CompileOptions::default()
+    }
 }
 
 /// Compiles `models/<name>.coop` with `--set` overrides.

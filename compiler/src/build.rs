@@ -87,7 +87,10 @@ pub fn build(file: &File, options: &BuildOptions) -> Result<Built, Vec<BuildErro
     instantiator.model(model, &options.overrides);
     let errors = instantiator.errors.list;
     if errors.is_empty() {
-        Ok(Built { model: model.name.name.clone(), graph })
+        Ok(Built {
+            model: model.name.name.clone(),
+            graph,
+        })
     } else {
         Err(errors)
     }
@@ -101,11 +104,23 @@ fn select_model<'a>(
     errors: &mut Errors,
 ) -> Option<&'a Model> {
     if let Some(name) = name {
-        let found = items.models.iter().find(|model| model.name.name == name).copied();
+        let found = items
+            .models
+            .iter()
+            .find(|model| model.name.name == name)
+            .copied();
         if found.is_none() {
-            let names: Vec<&str> = items.models.iter().map(|model| model.name.name.as_str()).collect();
+            let names: Vec<&str> = items
+                .models
+                .iter()
+                .map(|model| model.name.name.as_str())
+                .collect();
             let help = format!("the models of this file: {}", names.join(", "));
-            errors.push(BuildError::UndefinedName { name: format!("model {name}"), span: Span::new(0, 0), help });
+            errors.push(BuildError::UndefinedName {
+                name: format!("model {name}"),
+                span: Span::new(0, 0),
+                help,
+            });
         }
         return found;
     }
@@ -116,8 +131,15 @@ fn select_model<'a>(
         }
         [only] => Some(only),
         [_, second, ..] => {
-            let names: Vec<&str> = items.models.iter().map(|model| model.name.name.as_str()).collect();
-            errors.push(BuildError::SeveralModels { names: names.join(", "), span: second.name.span });
+            let names: Vec<&str> = items
+                .models
+                .iter()
+                .map(|model| model.name.name.as_str())
+                .collect();
+            errors.push(BuildError::SeveralModels {
+                names: names.join(", "),
+                span: second.name.span,
+            });
             None
         }
     }
@@ -187,12 +209,21 @@ pub(crate) struct Instantiator<'i, 'g> {
 impl Instantiator<'_, '_> {
     /// Instantiates `model` with `overrides` for its parameters.
     fn model(&mut self, model: &Model, overrides: &[(String, ExprKind)]) {
-        let mut frame = Frame { env: HashMap::new(), scope: Scope::new(String::new()) };
+        let mut frame = Frame {
+            env: HashMap::new(),
+            scope: Scope::new(String::new()),
+        };
         for param in &model.params {
             let name = &param.name.name;
-            let value = match (overrides.iter().find(|(key, _)| key == name), &param.default) {
+            let value = match (
+                overrides.iter().find(|(key, _)| key == name),
+                &param.default,
+            ) {
                 (Some((_, kind)), _) => {
-                    let expr = grammar::ast::Expr { kind: kind.clone(), span: param.span };
+                    let expr = grammar::ast::Expr {
+                        kind: kind.clone(),
+                        span: param.span,
+                    };
                     self.eval(&expr, &mut frame)
                 }
                 (None, Some(default)) => self.eval(default, &mut frame),
@@ -219,13 +250,19 @@ impl Instantiator<'_, '_> {
                 let mut dims = Vec::with_capacity(input.dims.len());
                 for dim in &input.dims {
                     let value = self.eval(dim, frame);
-                    dims.push(self.accept(value::size(&value, "an input dimension", dim.span, false)));
+                    dims.push(self.accept(value::size(
+                        &value,
+                        "an input dimension",
+                        dim.span,
+                        false,
+                    )));
                 }
                 let dims: Option<Vec<usize>> = dims.into_iter().collect();
                 let value = match dims {
                     Some(dims) => {
                         let result = self.builder.input(&input.name.name, dims, input.span);
-                        self.accept(result.map_err(value::Refusal::Error)).map_or(Value::Poison, Value::Tensor)
+                        self.accept(result.map_err(value::Refusal::Error))
+                            .map_or(Value::Poison, Value::Tensor)
                     }
                     None => Value::Poison,
                 };
@@ -266,7 +303,10 @@ impl Instantiator<'_, '_> {
             self.aborted = true;
             return Value::Poison;
         }
-        let mut frame = Frame { env: HashMap::new(), scope: Scope::new(path) };
+        let mut frame = Frame {
+            env: HashMap::new(),
+            scope: Scope::new(path),
+        };
         for (param, value) in block.params.iter().zip(values) {
             let value = match (value, &param.default) {
                 (Some((value, _)), _) => value,

@@ -180,8 +180,8 @@ pub enum BuildError {
     #[error("{error}")]
     #[diagnostic(code(build::shape))]
     Shape {
-        /// The rule that failed, with the shapes.
-        error: ShapeError,
+        /// The rule that failed, with the shapes (boxed: it is the largest variant).
+        error: Box<ShapeError>,
         /// The expression that builds the op.
         #[label(primary, "in this `{op}`")]
         span: Span,
@@ -222,7 +222,10 @@ pub enum BuildError {
     },
     /// A model without any `input` statement.
     #[error("model `{model}` has no input")]
-    #[diagnostic(code(build::no_input), help("declare one, e.g. `input image: [3, 32, 32]`"))]
+    #[diagnostic(
+        code(build::no_input),
+        help("declare one, e.g. `input image: [3, 32, 32]`")
+    )]
     NoInput {
         /// The model.
         model: String,
@@ -232,7 +235,10 @@ pub enum BuildError {
     },
     /// A file with blocks but no model.
     #[error("no model in this file")]
-    #[diagnostic(code(build::no_model), help("add `model NAME(...) {{ input ...; output ... }}`"))]
+    #[diagnostic(
+        code(build::no_model),
+        help("add `model NAME(...) {{ input ...; output ... }}`")
+    )]
     NoModel {
         /// The whole file.
         #[label("only blocks here")]
@@ -326,7 +332,10 @@ pub enum OptionError {
     },
     /// The mix set is empty (k = 0).
     #[error("the activation set of the mix is empty")]
-    #[diagnostic(code(options::empty_set), help("list at least one, e.g. `relu,prelu,elu,softplus`"))]
+    #[diagnostic(
+        code(options::empty_set),
+        help("list at least one, e.g. `relu,prelu,elu,softplus`")
+    )]
     EmptyActivationSet {
         /// The option's text.
         #[label("no activation here")]
@@ -344,7 +353,10 @@ pub enum OptionError {
     },
     /// As many β weights as activations are needed.
     #[error("{weights} β weights for {activations} activations")]
-    #[diagnostic(code(options::beta_count), help("give one weight per activation of the set"))]
+    #[diagnostic(
+        code(options::beta_count),
+        help("give one weight per activation of the set")
+    )]
     BetaCount {
         /// Number of weights.
         weights: usize,
@@ -391,7 +403,10 @@ pub struct Located<E> {
 impl<E> Located<E> {
     /// Pairs `error` with the source named `name` holding `text`.
     pub fn new(error: E, name: &str, text: &str) -> Self {
-        Located { error, src: NamedSource::new(name, text.to_string()) }
+        Located {
+            error,
+            src: NamedSource::new(name, text.to_string()),
+        }
     }
 }
 
@@ -480,7 +495,9 @@ impl CompileError {
     pub fn render(&self) -> String {
         let mut text = String::new();
         if self.is_internal() {
-            text.push_str(&format!("{self}: this is a bug in coopc, please report it\n"));
+            text.push_str(&format!(
+                "{self}: this is a bug in coopc, please report it\n"
+            ));
         }
         for diagnostic in self.diagnostics() {
             text.push_str(&grammar::error::render_report(diagnostic));

@@ -167,29 +167,47 @@ pub fn infer(op: &Op, operands: &[&TensorType]) -> Result<TensorType, ShapeError
     let name = op.name();
     if let Some(arity) = arity(op) {
         if !arity.accepts(operands.len()) {
-            return Err(ShapeError::OperandCount { op: name, expected: arity, found: operands.len() });
+            return Err(ShapeError::OperandCount {
+                op: name,
+                expected: arity,
+                found: operands.len(),
+            });
         }
     }
     match op {
         Op::Input { .. } | Op::Labels { .. } | Op::Scalar { .. } | Op::Param { .. } => {
             Err(ShapeError::NotInferable { op: name })
         }
-        Op::Conv2d { stride, padding, bias } => conv2d(operands, *stride, *padding, *bias),
+        Op::Conv2d {
+            stride,
+            padding,
+            bias,
+        } => conv2d(operands, *stride, *padding, *bias),
         Op::Dense { bias } => dense(operands, *bias),
         Op::BatchNorm { .. } => batchnorm(operands),
         Op::Activation(activation) => activation_rule(activation, operands),
         Op::Mix { weights } => mix(weights, operands),
         Op::Add => same_types(name, operands),
-        Op::MaxPool { kernel, stride, padding } | Op::AvgPool { kernel, stride, padding } => {
-            pool(name, operands[0], *kernel, *stride, *padding)
+        Op::MaxPool {
+            kernel,
+            stride,
+            padding,
         }
+        | Op::AvgPool {
+            kernel,
+            stride,
+            padding,
+        } => pool(name, operands[0], *kernel, *stride, *padding),
         Op::GlobalAvgPool => {
             let [channels, _, _] = image(name, 0, operands[0])?;
             Ok(TensorType::batch(vec![channels]))
         }
         Op::Flatten => flatten(operands[0]),
         Op::Dropout { p } => dropout(*p, operands[0]),
-        Op::ShortcutA { stride, pad_channels } => shortcut_a(operands[0], *stride, *pad_channels),
+        Op::ShortcutA {
+            stride,
+            pad_channels,
+        } => shortcut_a(operands[0], *stride, *pad_channels),
         Op::SoftmaxCrossEntropy => {
             classifier_with_labels(name, operands)?;
             Ok(TensorType::scalar())
@@ -254,7 +272,11 @@ pub(crate) fn batched<'a>(
     if ty.dtype == DType::F32 && ty.batched && ty.dims.len() >= min_rank {
         Ok(&ty.dims)
     } else {
-        let expected = if min_rank == 0 { "a batched f32 tensor" } else { "a batched f32[N,C,...]" };
+        let expected = if min_rank == 0 {
+            "a batched f32 tensor"
+        } else {
+            "a batched f32[N,C,...]"
+        };
         Err(kind_error(op, slot, expected, ty))
     }
 }
@@ -280,7 +302,12 @@ pub(crate) fn kind_error(
     expected: &'static str,
     found: &TensorType,
 ) -> ShapeError {
-    ShapeError::OperandKind { op, slot, expected, found: found.clone() }
+    ShapeError::OperandKind {
+        op,
+        slot,
+        expected,
+        found: found.clone(),
+    }
 }
 
 /// A batched f32 type of `dims`, refused when it would be absurdly large.
@@ -294,12 +321,18 @@ pub fn check_elements(op: &'static str, dims: &[usize]) -> Result<usize, ShapeEr
     let mut elements: usize = 1;
     for &dim in dims {
         if dim == 0 {
-            return Err(ShapeError::ZeroSize { op, what: "dimension" });
+            return Err(ShapeError::ZeroSize {
+                op,
+                what: "dimension",
+            });
         }
         elements = elements.saturating_mul(dim);
     }
     if elements > MAX_ELEMENTS {
-        return Err(ShapeError::TooLarge { op, dims: dims.to_vec() });
+        return Err(ShapeError::TooLarge {
+            op,
+            dims: dims.to_vec(),
+        });
     }
     Ok(elements)
 }
@@ -314,14 +347,22 @@ pub fn window_output(
     padding: Pair,
 ) -> Result<Pair, ShapeError> {
     if kernel.contains(&0) {
-        return Err(ShapeError::ZeroSize { op, what: "kernel size" });
+        return Err(ShapeError::ZeroSize {
+            op,
+            what: "kernel size",
+        });
     }
     if stride.contains(&0) {
         return Err(ShapeError::ZeroSize { op, what: "stride" });
     }
     let padded = [0, 1].map(|axis| size[axis].saturating_add(padding[axis].saturating_mul(2)));
     if kernel[0] > padded[0] || kernel[1] > padded[1] {
-        return Err(ShapeError::KernelLargerThanInput { op, kernel, padded, input: input.clone() });
+        return Err(ShapeError::KernelLargerThanInput {
+            op,
+            kernel,
+            padded,
+            input: input.clone(),
+        });
     }
     Ok([0, 1].map(|axis| (padded[axis] - kernel[axis]) / stride[axis] + 1))
 }
@@ -349,8 +390,7 @@ fn conv2d(
         fixed(op, 2, operands[2], &[out_channels], "an f32[Cout] bias")?;
     }
     let kernel = [kernel_h, kernel_w];
-    let [out_h, out_w] =
-        window_output(op, operands[0], [height, width], kernel, stride, padding)?;
+    let [out_h, out_w] = window_output(op, operands[0], [height, width], kernel, stride, padding)?;
     sized_batch(op, vec![out_channels, out_h, out_w])
 }
 
@@ -359,7 +399,12 @@ fn dense(operands: &[&TensorType], bias: bool) -> Result<TensorType, ShapeError>
     let op = "dense";
     let input = operands[0];
     let &[features] = batched(op, 0, input, 1)? else {
-        return Err(kind_error(op, 0, "a batched f32[N,K] (flatten first)", input));
+        return Err(kind_error(
+            op,
+            0,
+            "a batched f32[N,K] (flatten first)",
+            input,
+        ));
     };
     let weight = operands[1];
     let &[outputs, weight_features] = weight.dims.as_slice() else {
@@ -382,8 +427,14 @@ fn batchnorm(operands: &[&TensorType]) -> Result<TensorType, ShapeError> {
     let op = "batchnorm";
     let dims = batched(op, 0, operands[0], 1)?;
     let channels = [dims[0]];
-    for slot in 1..5 {
-        fixed(op, slot, operands[slot], &channels, "an f32[C] per-channel parameter")?;
+    for (slot, operand) in operands.iter().enumerate().skip(1) {
+        fixed(
+            op,
+            slot,
+            operand,
+            &channels,
+            "an f32[C] per-channel parameter",
+        )?;
     }
     Ok(operands[0].clone())
 }
@@ -411,7 +462,10 @@ fn activation_rule(
 // mix(a₁..a_k) -> the common type; one weight per operand
 fn mix(weights: &[f32], operands: &[&TensorType]) -> Result<TensorType, ShapeError> {
     if weights.len() != operands.len() {
-        return Err(ShapeError::MixWeightCount { weights: weights.len(), operands: operands.len() });
+        return Err(ShapeError::MixWeightCount {
+            weights: weights.len(),
+            operands: operands.len(),
+        });
     }
     same_types("mix", operands)
 }
@@ -449,7 +503,11 @@ fn pool(
     for axis in 0..2 {
         if kernel[axis] > 0 && padding[axis] > kernel[axis] / 2 {
             let (padding, kernel) = (padding[axis], kernel[axis]);
-            return Err(ShapeError::PaddingTooLarge { op, padding, kernel });
+            return Err(ShapeError::PaddingTooLarge {
+                op,
+                padding,
+                kernel,
+            });
         }
     }
     let [out_h, out_w] = window_output(op, input, [height, width], kernel, stride, padding)?;
@@ -483,7 +541,10 @@ fn shortcut_a(
         return Err(ShapeError::ZeroSize { op, what: "stride" });
     }
     let channels = channels.saturating_add(pad_channels.saturating_mul(2));
-    sized_batch(op, vec![channels, height.div_ceil(stride), width.div_ceil(stride)])
+    sized_batch(
+        op,
+        vec![channels, height.div_ceil(stride), width.div_ceil(stride)],
+    )
 }
 
 /// Checks `[0: logits f32[N,K], 1: labels i32[N]]`.
@@ -507,7 +568,11 @@ mod tests {
     use super::*;
 
     fn conv_op(stride: usize, padding: usize) -> Op {
-        Op::Conv2d { stride: [stride; 2], padding: [padding; 2], bias: false }
+        Op::Conv2d {
+            stride: [stride; 2],
+            padding: [padding; 2],
+            bias: false,
+        }
     }
 
     #[test]
@@ -516,9 +581,12 @@ mod tests {
         let weight = TensorType::fixed(vec![32, 16, 3, 3]);
         let ty = infer(&conv_op(2, 1), &[&x, &weight]);
         assert_eq!(ty, Ok(TensorType::batch(vec![32, 16, 16])));
-        let ty = infer(&conv_op(4, 2), &[&TensorType::batch(vec![3, 224, 224]), &{
-            TensorType::fixed(vec![64, 3, 11, 11])
-        }]);
+        let ty = infer(
+            &conv_op(4, 2),
+            &[&TensorType::batch(vec![3, 224, 224]), &{
+                TensorType::fixed(vec![64, 3, 11, 11])
+            }],
+        );
         assert_eq!(ty, Ok(TensorType::batch(vec![64, 55, 55])));
     }
 
@@ -527,7 +595,10 @@ mod tests {
         let x = TensorType::batch(vec![1, 4, 4]);
         let weight = TensorType::fixed(vec![8, 1, 5, 5]);
         let error = infer(&conv_op(1, 0), &[&x, &weight]).unwrap_err();
-        assert!(matches!(error, ShapeError::KernelLargerThanInput { padded: [4, 4], .. }));
+        assert!(matches!(
+            error,
+            ShapeError::KernelLargerThanInput { padded: [4, 4], .. }
+        ));
         assert!(infer(&conv_op(1, 1), &[&x, &weight]).is_ok());
     }
 
@@ -536,10 +607,23 @@ mod tests {
         let x = TensorType::batch(vec![3, 8, 8]);
         let weight = TensorType::fixed(vec![8, 4, 3, 3]);
         let error = infer(&conv_op(1, 1), &[&x, &weight]).unwrap_err();
-        assert!(matches!(error, ShapeError::OperandMismatch { lhs_slot: 0, rhs_slot: 1, .. }));
+        assert!(matches!(
+            error,
+            ShapeError::OperandMismatch {
+                lhs_slot: 0,
+                rhs_slot: 1,
+                ..
+            }
+        ));
         let weight = TensorType::fixed(vec![8, 3, 3, 3]);
         let error = infer(&conv_op(0, 1), &[&x, &weight]).unwrap_err();
-        assert_eq!(error, ShapeError::ZeroSize { op: "conv2d", what: "stride" });
+        assert_eq!(
+            error,
+            ShapeError::ZeroSize {
+                op: "conv2d",
+                what: "stride"
+            }
+        );
     }
 
     #[test]
@@ -547,8 +631,11 @@ mod tests {
         let lhs = TensorType::batch(vec![16, 32, 32]);
         let rhs = TensorType::batch(vec![32, 16, 16]);
         let error = infer(&Op::Add, &[&lhs, &rhs]).unwrap_err();
-        assert_eq!(error.to_string(), "the operands of `add` do not match: f32[N,16,32,32] and \
-                                       f32[N,32,16,16]");
+        assert_eq!(
+            error.to_string(),
+            "the operands of `add` do not match: f32[N,16,32,32] and \
+                                       f32[N,32,16,16]"
+        );
     }
 
     #[test]
@@ -561,7 +648,10 @@ mod tests {
         let dense = infer(&Op::Dense { bias: true }, &[&flat, &weight, &bias]);
         assert_eq!(dense, Ok(TensorType::batch(vec![10])));
         let channel = TensorType::fixed(vec![64]);
-        let bn = Op::BatchNorm { eps: 1e-5, momentum: 0.1 };
+        let bn = Op::BatchNorm {
+            eps: 1e-5,
+            momentum: 0.1,
+        };
         let operands = [&x, &channel, &channel, &channel, &channel];
         assert_eq!(infer(&bn, &operands), Ok(x.clone()));
         let wrong = TensorType::fixed(vec![32]);
@@ -571,14 +661,34 @@ mod tests {
     #[test]
     fn pools_and_shortcut_rules() {
         let x = TensorType::batch(vec![16, 32, 32]);
-        let maxpool = Op::MaxPool { kernel: [3, 3], stride: [2, 2], padding: [1, 1] };
-        assert_eq!(infer(&maxpool, &[&x]), Ok(TensorType::batch(vec![16, 16, 16])));
-        let too_padded = Op::AvgPool { kernel: [2, 2], stride: [2, 2], padding: [2, 2] };
-        assert!(matches!(infer(&too_padded, &[&x]), Err(ShapeError::PaddingTooLarge { .. })));
+        let maxpool = Op::MaxPool {
+            kernel: [3, 3],
+            stride: [2, 2],
+            padding: [1, 1],
+        };
+        assert_eq!(
+            infer(&maxpool, &[&x]),
+            Ok(TensorType::batch(vec![16, 16, 16]))
+        );
+        let too_padded = Op::AvgPool {
+            kernel: [2, 2],
+            stride: [2, 2],
+            padding: [2, 2],
+        };
+        assert!(matches!(
+            infer(&too_padded, &[&x]),
+            Err(ShapeError::PaddingTooLarge { .. })
+        ));
         let global = infer(&Op::GlobalAvgPool, &[&x]);
         assert_eq!(global, Ok(TensorType::batch(vec![16])));
-        let shortcut = Op::ShortcutA { stride: 2, pad_channels: 8 };
-        assert_eq!(infer(&shortcut, &[&x]), Ok(TensorType::batch(vec![32, 16, 16])));
+        let shortcut = Op::ShortcutA {
+            stride: 2,
+            pad_channels: 8,
+        };
+        assert_eq!(
+            infer(&shortcut, &[&x]),
+            Ok(TensorType::batch(vec![32, 16, 16]))
+        );
     }
 
     #[test]
@@ -589,16 +699,28 @@ mod tests {
         let prelu = Op::Activation(Activation::Prelu);
         assert!(infer(&prelu, &[&x, &TensorType::fixed(vec![16])]).is_ok());
         assert!(infer(&prelu, &[&x, &TensorType::fixed(vec![3])]).is_err());
-        let mix = Op::Mix { weights: vec![0.5, 0.5] };
+        let mix = Op::Mix {
+            weights: vec![0.5, 0.5],
+        };
         assert_eq!(infer(&mix, &[&x, &x]), Ok(x.clone()));
-        assert!(matches!(infer(&mix, &[&x]), Err(ShapeError::OperandCount { .. })));
-        assert!(matches!(infer(&Op::Dropout { p: 1.0 }, &[&x]), Err(ShapeError::BadProbability { .. })));
+        assert!(matches!(
+            infer(&mix, &[&x]),
+            Err(ShapeError::OperandCount { .. })
+        ));
+        assert!(matches!(
+            infer(&Op::Dropout { p: 1.0 }, &[&x]),
+            Err(ShapeError::BadProbability { .. })
+        ));
     }
 
     #[test]
     fn softmax_cross_entropy_needs_i32_labels() {
         let logits = TensorType::batch(vec![10]);
-        let labels = TensorType { dtype: DType::I32, batched: true, dims: vec![] };
+        let labels = TensorType {
+            dtype: DType::I32,
+            batched: true,
+            dims: vec![],
+        };
         let op = Op::SoftmaxCrossEntropy;
         assert_eq!(infer(&op, &[&logits, &labels]), Ok(TensorType::scalar()));
         assert!(infer(&op, &[&logits, &logits]).is_err());
@@ -608,7 +730,11 @@ mod tests {
     fn huge_sizes_are_errors_not_overflows() {
         let x = TensorType::batch(vec![usize::MAX, 8, 8]);
         let weight = TensorType::fixed(vec![usize::MAX, usize::MAX, 1, 1]);
-        let conv = Op::Conv2d { stride: [1, 1], padding: [usize::MAX, 0], bias: false };
+        let conv = Op::Conv2d {
+            stride: [1, 1],
+            padding: [usize::MAX, 0],
+            bias: false,
+        };
         assert!(infer(&conv, &[&x, &weight]).is_err());
         assert!(infer(&Op::Flatten, &[&x]).is_err());
     }

@@ -6,6 +6,7 @@
 //! [`ir::op`] for each op's exact semantics and `docs/ir.md` for the user-facing table.
 #![warn(missing_docs)]
 
+pub mod autodiff;
 pub mod build;
 pub mod codegen;
 pub mod error;
@@ -17,4 +18,3 @@ pub mod pipeline;
 pub mod reference;
 pub mod schedule;
 pub mod summary;
-pub mod autodiff;

@@ -45,8 +45,8 @@ pub enum PassError {
     Rewrite {
         /// The pass.
         pass: &'static str,
-        /// What failed.
-        error: BuildError,
+        /// What failed (boxed: errors stay small on the happy path).
+        error: Box<BuildError>,
         /// The node being rewritten.
         #[label("while rewriting this")]
         span: Span,

@@ -66,14 +66,21 @@ impl Override {
     /// An [`OptionError::Syntax`] pointing into `text`.
     pub fn parse(text: &str) -> Result<Override, Box<Located<OptionError>>> {
         let syntax = |expected, span| {
-            let error = OptionError::Syntax { option: "--set", expected, span };
+            let error = OptionError::Syntax {
+                option: "--set",
+                expected,
+                span,
+            };
             Box::new(Located::new(error, "--set", text))
         };
         let Some((name, value)) = text.split_once('=') else {
             return Err(syntax("NAME=VALUE", Span::new(0, text.len() as u32)));
         };
         let name_span = Span::new(0, name.len() as u32);
-        let is_name = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        let is_name = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !is_name {
             return Err(syntax("a parameter name before `=`", name_span));
@@ -88,7 +95,12 @@ impl Override {
         } else {
             ExprKind::Str(value_text.trim_matches('"').to_string())
         };
-        Ok(Override { name: name.to_string(), value, text: text.to_string(), name_span })
+        Ok(Override {
+            name: name.to_string(),
+            value,
+            text: text.to_string(),
+            name_span,
+        })
     }
 }
 
@@ -131,7 +143,10 @@ pub struct Compiled {
 /// # Errors
 /// The first stage's errors that fail: a syntax error, every build error, a bad option, or an
 /// internal error from the verifier.
-pub fn compile_source(source: &SourceFile, options: &CompileOptions) -> Result<Compiled, CompileError> {
+pub fn compile_source(
+    source: &SourceFile,
+    options: &CompileOptions,
+) -> Result<Compiled, CompileError> {
     compile_source_with(source, options, &mut |_, _| {})
 }
 
@@ -191,14 +206,24 @@ pub fn parse_source(source: &SourceFile) -> Result<File, CompileError> {
 /// # Errors
 /// [`CompileError::Option`] for an unknown override, [`CompileError::Build`] with every build
 /// error.
-pub fn build_model(source: &SourceFile, file: &File, options: &CompileOptions) -> Result<build::Built, CompileError> {
+pub fn build_model(
+    source: &SourceFile,
+    file: &File,
+    options: &CompileOptions,
+) -> Result<build::Built, CompileError> {
     check_overrides(file, options)?;
     let build_options = BuildOptions {
         model: options.model.clone(),
-        overrides: options.overrides.iter().map(|o| (o.name.clone(), o.value.clone())).collect(),
+        overrides: options
+            .overrides
+            .iter()
+            .map(|o| (o.name.clone(), o.value.clone()))
+            .collect(),
     };
     build::build(file, &build_options).map_err(|errors| {
-        let located = errors.into_iter().map(|error| Located::new(error, &source.name, &source.text));
+        let located = errors
+            .into_iter()
+            .map(|error| Located::new(error, &source.name, &source.text));
         CompileError::Build(located.collect())
     })
 }
@@ -219,15 +244,32 @@ fn check_overrides(file: &File, options: &CompileOptions) -> Result<(), CompileE
     };
     let Some(model) = model else { return Ok(()) };
     for item in &options.overrides {
-        if !model.params.iter().any(|param| param.name.name == item.name) {
-            let names: Vec<&str> = model.params.iter().map(|param| param.name.name.as_str()).collect();
+        if !model
+            .params
+            .iter()
+            .any(|param| param.name.name == item.name)
+        {
+            let names: Vec<&str> = model
+                .params
+                .iter()
+                .map(|param| param.name.name.as_str())
+                .collect();
             let error = OptionError::UnknownModelParameter {
                 model: model.name.name.clone(),
                 name: item.name.clone(),
                 span: item.name_span,
-                help: format!("its parameters: {}", if names.is_empty() { "none".to_string() } else { names.join(", ") }),
+                help: format!(
+                    "its parameters: {}",
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                ),
             };
-            return Err(CompileError::Option(Box::new(Located::new(error, "--set", &item.text))));
+            return Err(CompileError::Option(Box::new(Located::new(
+                error, "--set", &item.text,
+            ))));
         }
     }
     Ok(())
@@ -239,8 +281,14 @@ fn check_overrides(file: &File, options: &CompileOptions) -> Result<(), CompileE
 /// # Errors
 /// [`crate::error::BuildError`] when there is no `logits` output or it is not `f32[N,K]`.
 pub fn add_loss(graph: &mut Graph) -> Result<NodeId, crate::error::BuildError> {
-    let Some(logits) = graph.output("logits").or_else(|| graph.outputs().first().map(|(_, id)| *id)) else {
-        return Err(crate::error::BuildError::NoOutput { model: "the graph".into(), span: Span::default() });
+    let Some(logits) = graph
+        .output("logits")
+        .or_else(|| graph.outputs().first().map(|(_, id)| *id))
+    else {
+        return Err(crate::error::BuildError::NoOutput {
+            model: "the graph".into(),
+            span: Span::default(),
+        });
     };
     let span = graph.node(logits).span;
     let mut builder = GraphBuilder::new(graph);
@@ -250,19 +298,30 @@ pub fn add_loss(graph: &mut Graph) -> Result<NodeId, crate::error::BuildError> {
     Ok(loss)
 }
 
-fn check(source: &SourceFile, stage: Stage, graph: &Graph, options: &CompileOptions) -> Result<(), CompileError> {
+fn check(
+    source: &SourceFile,
+    stage: Stage,
+    graph: &Graph,
+    options: &CompileOptions,
+) -> Result<(), CompileError> {
     if !(options.verify_each || cfg!(debug_assertions)) {
         return Ok(());
     }
     verify(graph).map_err(|errors| CompileError::Internal {
         stage: stage.name().to_string(),
-        errors: errors.into_iter().map(|error| Located::new(error, &source.name, &source.text)).collect(),
+        errors: errors
+            .into_iter()
+            .map(|error| Located::new(error, &source.name, &source.text))
+            .collect(),
     })
 }
 
 fn pass_error(source: &SourceFile, stage: Stage, error: crate::passes::PassError) -> CompileError {
     let located = Located::new(error, &source.name, &source.text);
-    CompileError::Pass { stage: stage.name().to_string(), error: Box::new(located) }
+    CompileError::Pass {
+        stage: stage.name().to_string(),
+        error: Box::new(located),
+    }
 }
 
 /// Runs `work` inside a tracing span named `stage`, logging its duration.
@@ -281,10 +340,22 @@ mod tests {
     #[test]
     fn overrides_parse_literals() {
         let parsed = Override::parse("classes=100").unwrap();
-        assert_eq!((parsed.name.as_str(), &parsed.value), ("classes", &ExprKind::Int(100)));
-        assert_eq!(Override::parse("p=0.5").unwrap().value, ExprKind::Float(0.5));
-        assert_eq!(Override::parse("kind=b").unwrap().value, ExprKind::Str("b".into()));
-        assert_eq!(Override::parse("bias=false").unwrap().value, ExprKind::Bool(false));
+        assert_eq!(
+            (parsed.name.as_str(), &parsed.value),
+            ("classes", &ExprKind::Int(100))
+        );
+        assert_eq!(
+            Override::parse("p=0.5").unwrap().value,
+            ExprKind::Float(0.5)
+        );
+        assert_eq!(
+            Override::parse("kind=b").unwrap().value,
+            ExprKind::Str("b".into())
+        );
+        assert_eq!(
+            Override::parse("bias=false").unwrap().value,
+            ExprKind::Bool(false)
+        );
         assert!(Override::parse("classes").is_err());
         assert!(Override::parse("2x=1").is_err());
     }

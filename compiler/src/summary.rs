@@ -62,19 +62,33 @@ fn param_elements(graph: &Graph, trained: bool) -> usize {
     graph
         .params()
         .into_iter()
-        .filter(|&id| matches!(&graph.node(id).op, Op::Param { role, .. } if role.is_trained() == trained))
+        .filter(|&id| is_param(graph, id, trained))
         .map(|id| graph.node(id).ty.item_elements())
         .sum()
 }
 
+/// True when `id` is a parameter node that is trained (`trained`) or state (`!trained`).
+fn is_param(graph: &Graph, id: NodeId, trained: bool) -> bool {
+    matches!(&graph.node(id).op, Op::Param { role, .. } if role.is_trained() == trained)
+}
+
 /// Multiply-accumulates per image of `graph`.
 pub fn macs(graph: &Graph) -> u64 {
-    graph.node_ids().into_iter().map(|id| node_macs(graph, id)).sum()
+    graph
+        .node_ids()
+        .into_iter()
+        .map(|id| node_macs(graph, id))
+        .sum()
 }
 
 fn node_macs(graph: &Graph, id: NodeId) -> u64 {
     let node = graph.node(id);
-    let weight = || graph.inputs(id).get(1).map(|&weight| graph.node(weight).ty.item_elements() as u64);
+    let weight = || {
+        graph
+            .inputs(id)
+            .get(1)
+            .map(|&weight| graph.node(weight).ty.item_elements() as u64)
+    };
     match node.op {
         // Each output position of each output channel reads Cin·Kh·Kw weights.
         Op::Conv2d { .. } => {
@@ -90,13 +104,13 @@ fn node_macs(graph: &Graph, id: NodeId) -> u64 {
 pub fn layers(graph: &Graph) -> Vec<LayerRow> {
     print_order(graph)
         .into_iter()
-        .filter(|&id| !matches!(graph.node(id).op, Op::Param { .. } | Op::Input { .. } | Op::Labels { .. }))
+        .filter(|&id| !matches!(graph.node(id).op, Op::Param { .. } | Op::Input { .. }))
         .map(|id| {
             let node = graph.node(id);
             let params = graph
                 .inputs(id)
                 .into_iter()
-                .filter(|&input| matches!(&graph.node(input).op, Op::Param { role, .. } if role.is_trained()))
+                .filter(|&input| is_param(graph, input, true))
                 .map(|input| graph.node(input).ty.item_elements())
                 .sum();
             LayerRow {
@@ -131,7 +145,7 @@ pub fn thousands(value: u64) -> String {
     let digits = value.to_string();
     let mut text = String::with_capacity(digits.len() + digits.len() / 3);
     for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index) % 3 == 0 {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
             text.push(',');
         }
         text.push(digit);
@@ -143,20 +157,55 @@ impl fmt::Display for Summary {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut text = String::new();
         let _ = writeln!(text, "model {}: {} layers", self.model, self.layers.len());
-        let _ = writeln!(text, "  {:<36} {:<22} {:<20} {:>12} {:>14}", "layer", "op", "output", "params", "MACs");
+        let _ = writeln!(
+            text,
+            "  {:<36} {:<22} {:<20} {:>12} {:>14}",
+            "layer", "op", "output", "params", "MACs"
+        );
         for row in &self.layers {
             let (params, macs) = (thousands(row.params as u64), thousands(row.macs));
             let output = row.output.to_string();
-            let _ = writeln!(text, "  {:<36} {:<22} {:<20} {params:>12} {macs:>14}", row.name, row.op, output);
+            let _ = writeln!(
+                text,
+                "  {:<36} {:<22} {:<20} {params:>12} {macs:>14}",
+                row.name, row.op, output
+            );
         }
         let difference = self.phase1_params as i64 - self.phase2_params as i64;
         let _ = writeln!(text, "parameters (trained)");
-        let _ = writeln!(text, "  baseline          {:>14}", thousands(self.baseline_params as u64));
-        let _ = writeln!(text, "  phase 1 (coop)    {:>14}   {} mixed sites", thousands(self.phase1_params as u64), self.mix_sites);
-        let _ = writeln!(text, "  phase 2 (lower)   {:>14}", thousands(self.phase2_params as u64));
-        let _ = writeln!(text, "  phase 1 - phase 2 {:>14}   {} parameter tensors removed by lower", difference, self.removed_params.len());
-        let _ = writeln!(text, "BatchNorm running statistics (not trained): {}", thousands(self.state_elements as u64));
-        let _ = writeln!(text, "multiply-accumulates per image: {} (baseline), {} (phase 2)", thousands(self.baseline_macs), thousands(self.phase2_macs));
+        let _ = writeln!(
+            text,
+            "  baseline          {:>14}",
+            thousands(self.baseline_params as u64)
+        );
+        let _ = writeln!(
+            text,
+            "  phase 1 (coop)    {:>14}   {} mixed sites",
+            thousands(self.phase1_params as u64),
+            self.mix_sites
+        );
+        let _ = writeln!(
+            text,
+            "  phase 2 (lower)   {:>14}",
+            thousands(self.phase2_params as u64)
+        );
+        let _ = writeln!(
+            text,
+            "  phase 1 - phase 2 {:>14}   {} parameter tensors removed by lower",
+            difference,
+            self.removed_params.len()
+        );
+        let _ = writeln!(
+            text,
+            "BatchNorm running statistics (not trained): {}",
+            thousands(self.state_elements as u64)
+        );
+        let _ = writeln!(
+            text,
+            "multiply-accumulates per image: {} (baseline), {} (phase 2)",
+            thousands(self.baseline_macs),
+            thousands(self.phase2_macs)
+        );
         formatter.write_str(&text)
     }
 }

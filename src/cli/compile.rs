@@ -106,7 +106,11 @@ impl ModelArgs {
         } else {
             std::fs::read_to_string(&self.input)
         };
-        let name = if path == "-" { "<stdin>".to_string() } else { path.clone() };
+        let name = if path == "-" {
+            "<stdin>".to_string()
+        } else {
+            path.clone()
+        };
         read.map(|text| SourceFile::new(name, text))
             .map_err(|source| Failure::user(ReadError { path, source }))
     }
@@ -116,9 +120,14 @@ impl ModelArgs {
     /// # Errors
     /// A report pointing into the offending flag's value.
     pub fn options(&self) -> Result<CompileOptions, Failure> {
-        let option_failure = |error: Box<Located<OptionError>>| Failure::Compile(CompileError::Option(error));
-        let overrides: Vec<Override> =
-            self.set.iter().map(|text| Override::parse(text)).collect::<Result<_, _>>().map_err(option_failure)?;
+        let option_failure =
+            |error: Box<Located<OptionError>>| Failure::Compile(CompileError::Option(error));
+        let overrides: Vec<Override> = self
+            .set
+            .iter()
+            .map(|text| Override::parse(text))
+            .collect::<Result<_, _>>()
+            .map_err(option_failure)?;
         let coop = CoopOptions::from_flags(
             Some(&self.activations),
             self.beta.as_deref(),
@@ -130,7 +139,8 @@ impl ModelArgs {
             let error = OptionError::UnknownActivation {
                 name: self.target.clone(),
                 span: Span::new(0, self.target.len() as u32),
-                help: "the targets are relu, prelu, elu, softplus, leaky_relu, identity and keep".into(),
+                help: "the targets are relu, prelu, elu, softplus, leaky_relu, identity and keep"
+                    .into(),
             };
             option_failure(Box::new(Located::new(error, "--target", &self.target)))
         })?;
@@ -138,7 +148,10 @@ impl ModelArgs {
             model: self.model.clone(),
             overrides,
             coop,
-            lower: LowerOptions { target, prelu_per_channel: self.prelu_per_channel },
+            lower: LowerOptions {
+                target,
+                prelu_per_channel: self.prelu_per_channel,
+            },
             verify_each: self.verify_each,
         })
     }
@@ -162,7 +175,10 @@ impl ModelArgs {
 ///
 /// # Errors
 /// The failure of the first stage that fails.
-#[expect(clippy::print_stdout, reason = "printing the summary or the stage is the command's job")]
+#[expect(
+    clippy::print_stdout,
+    reason = "printing the summary or the stage is the command's job"
+)]
 pub fn run(args: &Args) -> Result<(), Failure> {
     let source = args.model.source()?;
     if args.emit == Some(Emit::Ast) {

@@ -74,7 +74,11 @@ pub fn bind<'e>(
     if positional.len() > signature.params.len() {
         errors.push(count_error(signature, positional.len(), call.span));
     }
-    for (slot, source) in positional.into_iter().enumerate().take(signature.params.len()) {
+    for (slot, source) in positional
+        .into_iter()
+        .enumerate()
+        .take(signature.params.len())
+    {
         bound[slot] = Some(source);
     }
     bind_named(signature, call, &mut bound, &mut errors);
@@ -103,10 +107,17 @@ fn bind_named<'e>(
 ) {
     for arg in &call.args {
         let Some(name) = &arg.name else { continue };
-        let Some(slot) = signature.params.iter().position(|param| param.name == name.name) else {
+        let Some(slot) = signature
+            .params
+            .iter()
+            .position(|param| param.name == name.name)
+        else {
             let names = signature.params.iter().map(|param| param.name.as_str());
             let help = match closest(&name.name, names) {
-                Some(near) => format!("did you mean `{near}`? `{}` takes ({})", signature.callee, signature.text),
+                Some(near) => format!(
+                    "did you mean `{near}`? `{}` takes ({})",
+                    signature.callee, signature.text
+                ),
                 None => format!("`{}` takes ({})", signature.callee, signature.text),
             };
             errors.push(BuildError::UnknownNamedArgument {
@@ -132,7 +143,11 @@ fn bind_named<'e>(
 
 fn count_error(signature: &Signature, found: usize, span: Span) -> BuildError {
     let total = signature.params.len();
-    let required = signature.params.iter().filter(|param| param.required).count();
+    let required = signature
+        .params
+        .iter()
+        .filter(|param| param.required)
+        .count();
     let expected = if required == total {
         format!("{total}")
     } else {
@@ -144,6 +159,9 @@ fn count_error(signature: &Signature, found: usize, span: Span) -> BuildError {
         found,
         span,
         definition: signature.definition,
-        help: format!("`{}` takes ({}); a piped value counts as the first", signature.callee, signature.text),
+        help: format!(
+            "`{}` takes ({}); a piped value counts as the first",
+            signature.callee, signature.text
+        ),
     }
 }

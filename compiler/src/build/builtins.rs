@@ -30,20 +30,76 @@ pub const BUILTINS: &[Builtin] = &[
         params: &["x", "out", "kernel", "stride?", "pad?", "bias?", "init?"],
         text: "x, out, kernel, stride = 1, pad = 0, bias = true, init = \"default\"",
     },
-    Builtin { name: "dense", params: &["x", "out", "bias?", "init?"], text: "x, out, bias = true, init = \"default\"" },
-    Builtin { name: "batchnorm", params: &["x", "eps?", "momentum?"], text: "x, eps = 1e-5, momentum = 0.1" },
-    Builtin { name: "relu", params: &["x"], text: "x" },
-    Builtin { name: "prelu", params: &["x", "per_channel?"], text: "x, per_channel = false" },
-    Builtin { name: "elu", params: &["x", "alpha?"], text: "x, alpha = 1.0" },
-    Builtin { name: "softplus", params: &["x", "beta?", "threshold?"], text: "x, beta = 1.0, threshold = 20.0" },
-    Builtin { name: "leaky_relu", params: &["x", "slope?"], text: "x, slope = 0.01" },
-    Builtin { name: "identity", params: &["x"], text: "x" },
-    Builtin { name: "activation", params: &["x", "kind"], text: "x, kind (\"relu\", \"prelu\", ...)" },
-    Builtin { name: "maxpool", params: &["x", "kernel", "stride?", "pad?"], text: "x, kernel, stride = kernel, pad = 0" },
-    Builtin { name: "avgpool", params: &["x", "kernel", "stride?", "pad?"], text: "x, kernel, stride = kernel, pad = 0" },
-    Builtin { name: "global_avgpool", params: &["x"], text: "x" },
-    Builtin { name: "flatten", params: &["x"], text: "x" },
-    Builtin { name: "dropout", params: &["x", "p?"], text: "x, p = 0.5" },
+    Builtin {
+        name: "dense",
+        params: &["x", "out", "bias?", "init?"],
+        text: "x, out, bias = true, init = \"default\"",
+    },
+    Builtin {
+        name: "batchnorm",
+        params: &["x", "eps?", "momentum?"],
+        text: "x, eps = 1e-5, momentum = 0.1",
+    },
+    Builtin {
+        name: "relu",
+        params: &["x"],
+        text: "x",
+    },
+    Builtin {
+        name: "prelu",
+        params: &["x", "per_channel?"],
+        text: "x, per_channel = false",
+    },
+    Builtin {
+        name: "elu",
+        params: &["x", "alpha?"],
+        text: "x, alpha = 1.0",
+    },
+    Builtin {
+        name: "softplus",
+        params: &["x", "beta?", "threshold?"],
+        text: "x, beta = 1.0, threshold = 20.0",
+    },
+    Builtin {
+        name: "leaky_relu",
+        params: &["x", "slope?"],
+        text: "x, slope = 0.01",
+    },
+    Builtin {
+        name: "identity",
+        params: &["x"],
+        text: "x",
+    },
+    Builtin {
+        name: "activation",
+        params: &["x", "kind"],
+        text: "x, kind (\"relu\", \"prelu\", ...)",
+    },
+    Builtin {
+        name: "maxpool",
+        params: &["x", "kernel", "stride?", "pad?"],
+        text: "x, kernel, stride = kernel, pad = 0",
+    },
+    Builtin {
+        name: "avgpool",
+        params: &["x", "kernel", "stride?", "pad?"],
+        text: "x, kernel, stride = kernel, pad = 0",
+    },
+    Builtin {
+        name: "global_avgpool",
+        params: &["x"],
+        text: "x",
+    },
+    Builtin {
+        name: "flatten",
+        params: &["x"],
+        text: "x",
+    },
+    Builtin {
+        name: "dropout",
+        params: &["x", "p?"],
+        text: "x, p = 0.5",
+    },
     Builtin {
         name: "shortcut",
         params: &["x", "width", "stride?", "kind?", "init?"],
@@ -67,7 +123,12 @@ impl Builtin {
                 required: !param.ends_with('?'),
             })
             .collect();
-        Signature { callee: self.name.to_string(), params, definition: None, text: self.text.to_string() }
+        Signature {
+            callee: self.name.to_string(),
+            params,
+            definition: None,
+            text: self.text.to_string(),
+        }
     }
 }
 
@@ -85,7 +146,11 @@ pub struct Args<'a> {
 
 impl Args<'_> {
     fn slot(&self, name: &str) -> Option<&(Value, Span)> {
-        let index = self.builtin.params.iter().position(|param| param.trim_end_matches('?') == name)?;
+        let index = self
+            .builtin
+            .params
+            .iter()
+            .position(|param| param.trim_end_matches('?') == name)?;
         self.values.get(index)?.as_ref()
     }
 
@@ -123,7 +188,9 @@ impl Args<'_> {
 
     fn string(&self, name: &str, default: &str) -> Converted<String> {
         match self.slot(name) {
-            Some((value, span)) => value::string(value, &self.what(name), *span).map(str::to_string),
+            Some((value, span)) => {
+                value::string(value, &self.what(name), *span).map(str::to_string)
+            }
             None => Ok(default.to_string()),
         }
     }
@@ -136,12 +203,19 @@ impl Args<'_> {
         allowed: impl Fn(f32) -> bool,
         expected: &str,
     ) -> Converted<f32> {
-        let Some((value, span)) = self.slot(name) else { return Ok(default) };
+        let Some((value, span)) = self.slot(name) else {
+            return Ok(default);
+        };
         let number = value::number(value, &self.what(name), *span)? as f32;
         if number.is_finite() && allowed(number) {
             return Ok(number);
         }
-        Err(out_of_range(self.what(name), expected, number.to_string(), *span))
+        Err(out_of_range(
+            self.what(name),
+            expected,
+            number.to_string(),
+            *span,
+        ))
     }
 
     /// The span of argument `name`, or the call's.
@@ -151,7 +225,12 @@ impl Args<'_> {
 }
 
 fn out_of_range(what: String, expected: &str, value: String, span: Span) -> Refusal {
-    Refusal::Error(BuildError::OutOfRange { what, expected: expected.to_string(), value, span })
+    Refusal::Error(BuildError::OutOfRange {
+        what,
+        expected: expected.to_string(),
+        value,
+        span,
+    })
 }
 
 /// Adds the op of `args` to the graph and returns its value.
@@ -163,7 +242,8 @@ pub fn apply(builder: &mut GraphBuilder<'_>, args: &Args<'_>) -> Converted<Value
         "dense" => dense(builder, x, args),
         "batchnorm" => {
             let eps = args.float("eps", 1e-5, |eps| eps > 0.0, "positive")?;
-            let momentum = args.float("momentum", 0.1, |m| (0.0..=1.0).contains(&m), "in [0, 1]")?;
+            let momentum =
+                args.float("momentum", 0.1, |m| (0.0..=1.0).contains(&m), "in [0, 1]")?;
             Ok(builder.batchnorm(x, &BatchNormSpec { eps, momentum }, layer, span)?)
         }
         "prelu" => {
@@ -173,8 +253,14 @@ pub fn apply(builder: &mut GraphBuilder<'_>, args: &Args<'_>) -> Converted<Value
         "activation" => {
             let kind = args.string("kind", "relu")?;
             let Some(activation) = Activation::from_name(&kind) else {
-                let expected = "one of \"relu\", \"prelu\", \"elu\", \"softplus\", \"leaky_relu\", \"identity\"";
-                return Err(out_of_range(args.what("kind"), expected, format!("{kind:?}"), args.span_of("kind")));
+                let expected = "one of \"relu\", \"prelu\", \"elu\", \"softplus\", \
+                                \"leaky_relu\", \"identity\"";
+                return Err(out_of_range(
+                    args.what("kind"),
+                    expected,
+                    format!("{kind:?}"),
+                    args.span_of("kind"),
+                ));
             };
             Ok(builder.activation(x, &activation, layer, span)?)
         }
@@ -201,12 +287,16 @@ pub fn apply(builder: &mut GraphBuilder<'_>, args: &Args<'_>) -> Converted<Value
 
 fn activation_with_constants(args: &Args<'_>) -> Converted<Activation> {
     Ok(match args.builtin.name {
-        "elu" => Activation::Elu { alpha: args.float("alpha", 1.0, |alpha| alpha >= 0.0, "zero or more")? },
+        "elu" => Activation::Elu {
+            alpha: args.float("alpha", 1.0, |alpha| alpha >= 0.0, "zero or more")?,
+        },
         "softplus" => Activation::Softplus {
             beta: args.float("beta", 1.0, |beta| beta > 0.0, "positive")?,
             threshold: args.float("threshold", 20.0, |threshold| threshold > 0.0, "positive")?,
         },
-        "leaky_relu" => Activation::LeakyRelu { slope: args.float("slope", 0.01, |_| true, "finite")? },
+        "leaky_relu" => Activation::LeakyRelu {
+            slope: args.float("slope", 0.01, |_| true, "finite")?,
+        },
         "identity" => Activation::Identity,
         _ => Activation::Relu,
     })
@@ -214,10 +304,20 @@ fn activation_with_constants(args: &Args<'_>) -> Converted<Activation> {
 
 fn weight_init(args: &Args<'_>) -> Converted<WeightInit> {
     let name = args.string("init", "default")?;
-    let alias = if name == "kaiming_uniform" { "default" } else { name.as_str() };
+    let alias = if name == "kaiming_uniform" {
+        "default"
+    } else {
+        name.as_str()
+    };
     WeightInit::from_name(alias).ok_or_else(|| {
-        let expected = "\"default\" (or \"kaiming_uniform\"), \"kaiming_normal\" or \"kaiming_normal_fan_out\"";
-        out_of_range(args.what("init"), expected, format!("{name:?}"), args.span_of("init"))
+        let expected = "\"default\" (or \"kaiming_uniform\"), \"kaiming_normal\" or \
+                        \"kaiming_normal_fan_out\"";
+        out_of_range(
+            args.what("init"),
+            expected,
+            format!("{name:?}"),
+            args.span_of("init"),
+        )
     })
 }
 
@@ -269,7 +369,12 @@ fn shortcut(builder: &mut GraphBuilder<'_>, x: NodeId, args: &Args<'_>) -> Conve
         _ => {
             let what = "the input of `shortcut`".to_string();
             let found = "a tensor that is not an image";
-            return Err(Refusal::Error(BuildError::WrongKind { what, expected: "an f32[N,C,H,W] image", found, span }));
+            return Err(Refusal::Error(BuildError::WrongKind {
+                what,
+                expected: "an f32[N,C,H,W] image",
+                found,
+                span,
+            }));
         }
     };
     if stride == 1 && width == channels {
@@ -280,8 +385,16 @@ fn shortcut(builder: &mut GraphBuilder<'_>, x: NodeId, args: &Args<'_>) -> Conve
             Ok(builder.shortcut_a(x, stride, (width - channels) / 2, layer, span)?)
         }
         "a" => {
-            let expected = format!("at least the input's {channels} channels, with an even difference (option A pads zeros on both sides)");
-            Err(out_of_range(args.what("width"), &expected, width.to_string(), args.span_of("width")))
+            let expected = format!(
+                "at least the input's {channels} channels, with an even difference (option A \
+                 pads zeros on both sides)"
+            );
+            Err(out_of_range(
+                args.what("width"),
+                &expected,
+                width.to_string(),
+                args.span_of("width"),
+            ))
         }
         "b" => {
             let spec = ConvSpec {
@@ -296,6 +409,11 @@ fn shortcut(builder: &mut GraphBuilder<'_>, x: NodeId, args: &Args<'_>) -> Conve
             let bn = BatchNormSpec::default();
             Ok(builder.batchnorm(projection, &bn, &format!("{layer}.bn"), span)?)
         }
-        _ => Err(out_of_range(args.what("kind"), "\"a\" or \"b\"", format!("{kind:?}"), args.span_of("kind"))),
+        _ => Err(out_of_range(
+            args.what("kind"),
+            "\"a\" or \"b\"",
+            format!("{kind:?}"),
+            args.span_of("kind"),
+        )),
     }
 }

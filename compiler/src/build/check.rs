@@ -36,14 +36,22 @@ impl<'a> Items<'a> {
             let name = item.name();
             if let Some(&previous) = seen.get(name.name.as_str()) {
                 let what = "item";
-                errors.push(BuildError::DuplicateName { what, name: name.name.clone(), span: name.span, previous });
+                errors.push(BuildError::DuplicateName {
+                    what,
+                    name: name.name.clone(),
+                    span: name.span,
+                    previous,
+                });
                 continue;
             }
             seen.insert(&name.name, name.span);
             match item {
                 Item::Model(model) => models.push(model),
                 Item::Block(block) if builtin(&block.name.name).is_some() => {
-                    errors.push(BuildError::ReservedName { name: block.name.name.clone(), span: block.name.span });
+                    errors.push(BuildError::ReservedName {
+                        name: block.name.name.clone(),
+                        span: block.name.span,
+                    });
                 }
                 Item::Block(block) => {
                     blocks.insert(block.name.name.as_str(), block);
@@ -58,7 +66,10 @@ impl<'a> Items<'a> {
         let params = block
             .params
             .iter()
-            .map(|param| ParamInfo { name: param.name.name.clone(), required: param.default.is_none() })
+            .map(|param| ParamInfo {
+                name: param.name.name.clone(),
+                required: param.default.is_none(),
+            })
             .collect();
         let text: Vec<String> = block.params.iter().map(Param::to_string).collect();
         Signature {
@@ -73,24 +84,41 @@ impl<'a> Items<'a> {
     pub fn signature(&self, name: &str) -> Option<Signature> {
         match builtin(name) {
             Some(op) => Some(op.signature()),
-            None => self.blocks.get(name).map(|block| Self::block_signature(block)),
+            None => self
+                .blocks
+                .get(name)
+                .map(|block| Self::block_signature(block)),
         }
     }
 
     /// The error for a call of an unknown `name`, with a suggestion.
     pub fn unknown_callee(&self, name: &str, span: Span) -> BuildError {
-        let candidates = BUILTINS.iter().map(|op| op.name).chain(self.blocks.keys().copied());
+        let candidates = BUILTINS
+            .iter()
+            .map(|op| op.name)
+            .chain(self.blocks.keys().copied());
         let help = match closest(name, candidates) {
             Some(near) => format!("did you mean `{near}`?"),
             None => {
                 let ops: Vec<&str> = BUILTINS.iter().map(|op| op.name).collect();
                 let mut blocks: Vec<&str> = self.blocks.keys().copied().collect();
                 blocks.sort_unstable();
-                let blocks = if blocks.is_empty() { "none".to_string() } else { blocks.join(", ") };
-                format!("the ops are {}; the blocks of this file: {blocks}", ops.join(", "))
+                let blocks = if blocks.is_empty() {
+                    "none".to_string()
+                } else {
+                    blocks.join(", ")
+                };
+                format!(
+                    "the ops are {}; the blocks of this file: {blocks}",
+                    ops.join(", ")
+                )
             }
         };
-        BuildError::UnknownCallee { name: name.to_string(), span, help }
+        BuildError::UnknownCallee {
+            name: name.to_string(),
+            span,
+            help,
+        }
     }
 }
 
@@ -103,7 +131,12 @@ pub fn check_items(file: &File, items: &Items<'_>, errors: &mut Errors) -> HashS
             Item::Block(block) => (&block.params, &block.body),
         };
         check_params(params, errors);
-        let mut walker = Walker { items, errors: &mut *errors, defined: Vec::new(), calls: Vec::new() };
+        let mut walker = Walker {
+            items,
+            errors: &mut *errors,
+            defined: Vec::new(),
+            calls: Vec::new(),
+        };
         walker.defined = params.iter().map(|param| param.name.name.clone()).collect();
         walker.body(body);
         if let Item::Model(model) = item {
@@ -121,7 +154,12 @@ fn check_params(params: &[Param], errors: &mut Errors) {
     for param in params {
         if let Some(&previous) = seen.get(param.name.name.as_str()) {
             let name = param.name.name.clone();
-            errors.push(BuildError::DuplicateName { what: "parameter", name, span: param.name.span, previous });
+            errors.push(BuildError::DuplicateName {
+                what: "parameter",
+                name,
+                span: param.name.span,
+                previous,
+            });
         }
         seen.insert(&param.name.name, param.name.span);
     }
@@ -137,16 +175,27 @@ fn check_model_statements(model: &Model, errors: &mut Errors) {
             _ => continue,
         };
         if let Some(&previous) = table.get(ident.name.as_str()) {
-            errors.push(BuildError::DuplicateName { what, name: ident.name.clone(), span: ident.span, previous });
+            errors.push(BuildError::DuplicateName {
+                what,
+                name: ident.name.clone(),
+                span: ident.span,
+                previous,
+            });
         }
         table.insert(&ident.name, ident.span);
     }
     let model_name = model.name.name.clone();
     if inputs.is_empty() {
-        errors.push(BuildError::NoInput { model: model_name.clone(), span: model.name.span });
+        errors.push(BuildError::NoInput {
+            model: model_name.clone(),
+            span: model.name.span,
+        });
     }
     if outputs.is_empty() {
-        errors.push(BuildError::NoOutput { model: model_name, span: model.name.span });
+        errors.push(BuildError::NoOutput {
+            model: model_name,
+            span: model.name.span,
+        });
     }
 }
 
@@ -227,7 +276,9 @@ impl Walker<'_, '_> {
                     self.calls.push((name.clone(), call.callee.span));
                 }
             }
-            None => self.errors.push(self.items.unknown_callee(name, call.callee.span)),
+            None => self
+                .errors
+                .push(self.items.unknown_callee(name, call.callee.span)),
         }
         for arg in &call.args {
             self.expr(&arg.value);
@@ -245,12 +296,19 @@ impl Walker<'_, '_> {
             }
             None => "names come from parameters, inputs and earlier assignments".to_string(),
         };
-        self.errors.push(BuildError::UndefinedName { name: name.to_string(), span, help });
+        self.errors.push(BuildError::UndefinedName {
+            name: name.to_string(),
+            span,
+            help,
+        });
     }
 }
 
 /// Finds every cycle of block calls, reports each once, and returns the blocks on cycles.
-fn find_recursion(calls: &BTreeMap<String, Vec<(String, Span)>>, errors: &mut Errors) -> HashSet<String> {
+fn find_recursion(
+    calls: &BTreeMap<String, Vec<(String, Span)>>,
+    errors: &mut Errors,
+) -> HashSet<String> {
     let mut on_cycle = HashSet::new();
     let mut reported: BTreeSet<Vec<String>> = BTreeSet::new();
     for start in calls.keys() {
@@ -301,5 +359,9 @@ fn report_cycle(
             LabeledSpan::new_with_span(Some(text), *span)
         })
         .collect();
-    errors.push(BuildError::Recursion { cycle: names.join(" -> "), span: closing_span, calls });
+    errors.push(BuildError::Recursion {
+        cycle: names.join(" -> "),
+        span: closing_span,
+        calls,
+    });
 }

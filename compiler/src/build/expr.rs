@@ -52,7 +52,11 @@ impl Instantiator<'_, '_> {
                 Some(value) => value.clone(),
                 None => {
                     let help = "names come from parameters, inputs and earlier assignments".into();
-                    self.errors.push(BuildError::UndefinedName { name: name.clone(), span: expr.span, help });
+                    self.errors.push(BuildError::UndefinedName {
+                        name: name.clone(),
+                        span: expr.span,
+                        help,
+                    });
                     Value::Poison
                 }
             },
@@ -60,7 +64,9 @@ impl Instantiator<'_, '_> {
             ExprKind::Float(number) => Value::Float(*number),
             ExprKind::Bool(flag) => Value::Bool(*flag),
             ExprKind::Str(text) => Value::Str(text.clone()),
-            ExprKind::List(items) => Value::List(items.iter().map(|item| self.eval(item, frame)).collect()),
+            ExprKind::List(items) => {
+                Value::List(items.iter().map(|item| self.eval(item, frame)).collect())
+            }
             ExprKind::Call(call) => self.call(call, None, false, Naming::Auto, frame),
             ExprKind::Pipe { .. } => {
                 let (source, stages) = unpipe(expr);
@@ -103,7 +109,12 @@ impl Instantiator<'_, '_> {
         frame: &mut Frame,
     ) -> Value {
         let count_value = self.eval(count, frame);
-        let Some(count) = self.accept(value::size(&count_value, "the count of `repeat`", count.span, true)) else {
+        let Some(count) = self.accept(value::size(
+            &count_value,
+            "the count of `repeat`",
+            count.span,
+            true,
+        )) else {
             return Value::Poison;
         };
         // Standing alone, the first positional argument is the value fed to the first call.
@@ -154,7 +165,8 @@ impl Instantiator<'_, '_> {
         }
         let name = call.callee.name.as_str();
         let Some(signature) = self.items.signature(name) else {
-            self.errors.push(self.items.unknown_callee(name, call.callee.span));
+            self.errors
+                .push(self.items.unknown_callee(name, call.callee.span));
             return Value::Poison;
         };
         let bound = match bind(&signature, call, input.is_some(), skip_first) {
@@ -183,7 +195,12 @@ impl Instantiator<'_, '_> {
 
         let value = match (builtin(name), self.items.blocks.get(name)) {
             (Some(op), _) => {
-                let args = Args { builtin: op, values, span: call.span, layer: &path };
+                let args = Args {
+                    builtin: op,
+                    values,
+                    span: call.span,
+                    layer: &path,
+                };
                 let result = builtins::apply(&mut self.builder, &args);
                 self.accept(result).unwrap_or(Value::Poison)
             }
@@ -195,7 +212,13 @@ impl Instantiator<'_, '_> {
     }
 
     /// The full path of the layer or block instance a call creates.
-    fn layer_path(&mut self, callee: &str, naming: Naming<'_>, span: Span, frame: &mut Frame) -> Option<String> {
+    fn layer_path(
+        &mut self,
+        callee: &str,
+        naming: Naming<'_>,
+        span: Span,
+        frame: &mut Frame,
+    ) -> Option<String> {
         match naming {
             Naming::Auto => Some(frame.scope.auto(callee, span)),
             Naming::Label(label) => match frame.scope.label(&label.name, label.span) {
@@ -217,17 +240,37 @@ impl Instantiator<'_, '_> {
         match (&lhs, &rhs) {
             (Value::Tensor(left), Value::Tensor(right)) if op == BinaryOp::Add => {
                 let result = self.builder.add(&[*left, *right], span).map(Value::Tensor);
-                self.accept(result.map_err(Refusal::Error)).unwrap_or(Value::Poison)
+                self.accept(result.map_err(Refusal::Error))
+                    .unwrap_or(Value::Poison)
             }
             (Value::Tensor(_), _) | (_, Value::Tensor(_)) => {
                 let what = format!("an operand of `{}`", op.symbol());
-                let expected = if op == BinaryOp::Add { "a number, or tensors on both sides" } else { "a number (only `+` applies to tensors)" };
-                let found = if matches!(lhs, Value::Tensor(_)) { rhs.kind() } else { lhs.kind() };
-                let found = if op == BinaryOp::Add { found } else { "a tensor" };
-                self.errors.push(BuildError::WrongKind { what, expected, found, span });
+                let expected = if op == BinaryOp::Add {
+                    "a number, or tensors on both sides"
+                } else {
+                    "a number (only `+` applies to tensors)"
+                };
+                let found = if matches!(lhs, Value::Tensor(_)) {
+                    rhs.kind()
+                } else {
+                    lhs.kind()
+                };
+                let found = if op == BinaryOp::Add {
+                    found
+                } else {
+                    "a tensor"
+                };
+                self.errors.push(BuildError::WrongKind {
+                    what,
+                    expected,
+                    found,
+                    span,
+                });
                 Value::Poison
             }
-            _ => self.accept(value::arithmetic(op, &lhs, &rhs, span)).unwrap_or(Value::Poison),
+            _ => self
+                .accept(value::arithmetic(op, &lhs, &rhs, span))
+                .unwrap_or(Value::Poison),
         }
     }
 

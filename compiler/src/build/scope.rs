@@ -23,7 +23,11 @@ pub struct Scope {
 impl Scope {
     /// A scope at `path` (empty for the model's root).
     pub fn new(path: String) -> Self {
-        Scope { path, used: HashMap::new(), counters: HashMap::new() }
+        Scope {
+            path,
+            used: HashMap::new(),
+            counters: HashMap::new(),
+        }
     }
 
     /// The full path of `name` in this scope.
@@ -56,7 +60,12 @@ impl Scope {
     pub fn label(&mut self, label: &str, span: Span) -> Result<String, BuildError> {
         if let Some(&previous) = self.used.get(label) {
             let name = label.to_string();
-            return Err(BuildError::DuplicateName { what: "layer name", name, span, previous });
+            return Err(BuildError::DuplicateName {
+                what: "layer name",
+                name,
+                span,
+                previous,
+            });
         }
         self.used.insert(label.to_string(), span);
         Ok(self.join(label))
@@ -70,12 +79,21 @@ mod tests {
     #[test]
     fn automatic_names_count_per_callee_and_skip_labels() {
         let mut scope = Scope::new("stage1".into());
-        assert_eq!(scope.label("conv2", Span::new(0, 1)).ok(), Some("stage1.conv2".into()));
+        assert_eq!(
+            scope.label("conv2", Span::new(0, 1)).ok(),
+            Some("stage1.conv2".into())
+        );
         assert_eq!(scope.auto("conv", Span::new(1, 2)), "stage1.conv1");
         assert_eq!(scope.auto("conv", Span::new(2, 3)), "stage1.conv3");
-        assert_eq!(scope.auto("batchnorm", Span::new(3, 4)), "stage1.batchnorm1");
+        assert_eq!(
+            scope.auto("batchnorm", Span::new(3, 4)),
+            "stage1.batchnorm1"
+        );
         let error = scope.label("conv1", Span::new(5, 6)).unwrap_err();
-        assert!(matches!(error, BuildError::DuplicateName { previous, .. } if previous == Span::new(1, 2)));
+        let BuildError::DuplicateName { previous, .. } = error else {
+            panic!("{error:?}")
+        };
+        assert_eq!(previous, Span::new(1, 2));
         assert_eq!(Scope::new(String::new()).join("fc"), "fc");
     }
 }

@@ -76,7 +76,12 @@ fn wrong_kind(what: &str, expected: &'static str, value: &Value, span: Span) -> 
     if value.is_poison() {
         return Refusal::Poisoned;
     }
-    Refusal::Error(BuildError::WrongKind { what: what.to_string(), expected, found: value.kind(), span })
+    Refusal::Error(BuildError::WrongKind {
+        what: what.to_string(),
+        expected,
+        found: value.kind(),
+        span,
+    })
 }
 
 /// The tensor in `value`.
@@ -100,12 +105,27 @@ pub fn size(value: &Value, what: &str, span: Span, allow_zero: bool) -> Converte
     let number = integer(value, what, span)?;
     let lowest = i64::from(!allow_zero);
     if number < lowest {
-        let bound = if allow_zero { "zero or more" } else { "positive" };
-        return Err(BuildError::BadSize { what: what.to_string(), bound, value: number, span }.into());
+        let bound = if allow_zero {
+            "zero or more"
+        } else {
+            "positive"
+        };
+        return Err(BuildError::BadSize {
+            what: what.to_string(),
+            bound,
+            value: number,
+            span,
+        }
+        .into());
     }
     if number > MAX_SIZE {
         let expected = format!("at most {MAX_SIZE}");
-        let error = BuildError::OutOfRange { what: what.to_string(), expected, value: number.to_string(), span };
+        let error = BuildError::OutOfRange {
+            what: what.to_string(),
+            expected,
+            value: number.to_string(),
+            span,
+        };
         return Err(error.into());
     }
     // In range 0..=2²⁴, so the conversion is exact on every platform.
@@ -115,10 +135,16 @@ pub fn size(value: &Value, what: &str, span: Span, allow_zero: bool) -> Converte
 /// A (height, width) pair: one size for both, or a list of two.
 pub fn pair(value: &Value, what: &str, span: Span, allow_zero: bool) -> Converted<[usize; 2]> {
     match value {
-        Value::List(items) if items.len() == 2 => {
-            Ok([size(&items[0], what, span, allow_zero)?, size(&items[1], what, span, allow_zero)?])
-        }
-        Value::List(_) => Err(wrong_kind(what, "a size or a list of two sizes", value, span)),
+        Value::List(items) if items.len() == 2 => Ok([
+            size(&items[0], what, span, allow_zero)?,
+            size(&items[1], what, span, allow_zero)?,
+        ]),
+        Value::List(_) => Err(wrong_kind(
+            what,
+            "a size or a list of two sizes",
+            value,
+            span,
+        )),
         _ => {
             let single = size(value, what, span, allow_zero)?;
             Ok([single, single])
@@ -167,7 +193,11 @@ pub fn arithmetic(op: BinaryOp, lhs: &Value, rhs: &Value, span: Span) -> Convert
             if result.is_finite() {
                 Ok(Value::Float(result))
             } else {
-                Err(BuildError::Arithmetic { problem: "a result that is not finite", span }.into())
+                Err(BuildError::Arithmetic {
+                    problem: "a result that is not finite",
+                    span,
+                }
+                .into())
             }
         }
         (Value::Int(_) | Value::Float(_), other) | (other, _) => {
@@ -178,7 +208,11 @@ pub fn arithmetic(op: BinaryOp, lhs: &Value, rhs: &Value, span: Span) -> Convert
 
 fn integer_arithmetic(op: BinaryOp, left: i64, right: i64, span: Span) -> Converted<Value> {
     if op == BinaryOp::Div && right == 0 {
-        return Err(BuildError::Arithmetic { problem: "division by zero", span }.into());
+        return Err(BuildError::Arithmetic {
+            problem: "division by zero",
+            span,
+        }
+        .into());
     }
     let result = match op {
         BinaryOp::Add => left.checked_add(right),
@@ -186,7 +220,12 @@ fn integer_arithmetic(op: BinaryOp, left: i64, right: i64, span: Span) -> Conver
         BinaryOp::Mul => left.checked_mul(right),
         BinaryOp::Div => left.checked_div(right),
     };
-    result.map(Value::Int).ok_or(Refusal::Error(BuildError::Arithmetic { problem: "overflow", span }))
+    result
+        .map(Value::Int)
+        .ok_or(Refusal::Error(BuildError::Arithmetic {
+            problem: "overflow",
+            span,
+        }))
 }
 
 #[cfg(test)]
@@ -205,10 +244,19 @@ mod tests {
     fn sizes_must_be_positive_and_bounded() {
         let span = Span::new(0, 1);
         assert_eq!(size(&Value::Int(3), "k", span, false).ok(), Some(3));
-        assert!(matches!(error_of(size(&Value::Int(0), "k", span, false)), BuildError::BadSize { value: 0, .. }));
-        assert!(matches!(error_of(size(&Value::Int(-2), "k", span, true)), BuildError::BadSize { value: -2, .. }));
+        assert!(matches!(
+            error_of(size(&Value::Int(0), "k", span, false)),
+            BuildError::BadSize { value: 0, .. }
+        ));
+        assert!(matches!(
+            error_of(size(&Value::Int(-2), "k", span, true)),
+            BuildError::BadSize { value: -2, .. }
+        ));
         assert_eq!(size(&Value::Int(0), "k", span, true).ok(), Some(0));
-        assert!(matches!(error_of(size(&Value::Int(1 << 40), "k", span, false)), BuildError::OutOfRange { .. }));
+        assert!(matches!(
+            error_of(size(&Value::Int(1 << 40), "k", span, false)),
+            BuildError::OutOfRange { .. }
+        ));
         let list = Value::List(vec![Value::Int(3), Value::Int(5)]);
         assert_eq!(pair(&list, "k", span, false).ok(), Some([3, 5]));
     }
@@ -218,10 +266,32 @@ mod tests {
         let span = Span::new(0, 1);
         let value = arithmetic(BinaryOp::Div, &Value::Int(-7), &Value::Int(2), span);
         assert_eq!(value.ok(), Some(Value::Int(-3)));
-        let error = error_of(arithmetic(BinaryOp::Div, &Value::Int(1), &Value::Int(0), span));
-        assert!(matches!(error, BuildError::Arithmetic { problem: "division by zero", .. }));
-        let error = error_of(arithmetic(BinaryOp::Mul, &Value::Int(i64::MAX), &Value::Int(2), span));
-        assert!(matches!(error, BuildError::Arithmetic { problem: "overflow", .. }));
+        let error = error_of(arithmetic(
+            BinaryOp::Div,
+            &Value::Int(1),
+            &Value::Int(0),
+            span,
+        ));
+        assert!(matches!(
+            error,
+            BuildError::Arithmetic {
+                problem: "division by zero",
+                ..
+            }
+        ));
+        let error = error_of(arithmetic(
+            BinaryOp::Mul,
+            &Value::Int(i64::MAX),
+            &Value::Int(2),
+            span,
+        ));
+        assert!(matches!(
+            error,
+            BuildError::Arithmetic {
+                problem: "overflow",
+                ..
+            }
+        ));
         let mixed = arithmetic(BinaryOp::Mul, &Value::Int(2), &Value::Float(0.5), span);
         assert_eq!(mixed.ok(), Some(Value::Float(1.0)));
     }
@@ -229,7 +299,10 @@ mod tests {
     #[test]
     fn poison_is_refused_silently() {
         let span = Span::new(0, 1);
-        assert!(matches!(integer(&Value::Poison, "k", span), Err(Refusal::Poisoned)));
+        assert!(matches!(
+            integer(&Value::Poison, "k", span),
+            Err(Refusal::Poisoned)
+        ));
         let error = error_of(integer(&Value::Str("a".into()), "k", span));
         assert_eq!(error.to_string(), "k must be an integer, found a string");
     }

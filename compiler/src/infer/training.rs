@@ -71,9 +71,17 @@ pub(super) fn infer(op: &Op, operands: &[&TensorType]) -> Result<TensorType, Sha
             Ok(operands[1].clone())
         }
         Op::Scale { .. } => Ok(operands[0].clone()),
-        Op::MaxPoolGrad { kernel, stride, padding } => {
+        Op::MaxPoolGrad {
+            kernel,
+            stride,
+            padding,
+        } => {
             let pooled = super::infer(
-                &Op::MaxPool { kernel: *kernel, stride: *stride, padding: *padding },
+                &Op::MaxPool {
+                    kernel: *kernel,
+                    stride: *stride,
+                    padding: *padding,
+                },
                 &[operands[1]],
             )?;
             equal(name, operands, 0, &pooled)?;
@@ -113,12 +121,20 @@ pub(super) fn check_given(
         Op::Param { .. } => Ok(()),
         // the forward conv of the recorded x with the weight gives dy
         Op::Conv2dInputGrad { stride, padding } => {
-            let forward = Op::Conv2d { stride: *stride, padding: *padding, bias: false };
+            let forward = Op::Conv2d {
+                stride: *stride,
+                padding: *padding,
+                bias: false,
+            };
             let dy = super::infer(&forward, &[recorded, operands[1]])?;
             equal(name, operands, 0, &dy)
         }
         Op::Conv2dWeightGrad { stride, padding } => {
-            let forward = Op::Conv2d { stride: *stride, padding: *padding, bias: false };
+            let forward = Op::Conv2d {
+                stride: *stride,
+                padding: *padding,
+                bias: false,
+            };
             let dy = super::infer(&forward, &[operands[1], recorded])?;
             equal(name, operands, 0, &dy)
         }
@@ -126,13 +142,32 @@ pub(super) fn check_given(
             same_batched(name, operands, 0, 1)?;
             slope(name, 0, recorded, &operands[1].dims)
         }
-        Op::AvgPoolGrad { kernel, stride, padding } => {
-            let forward = Op::AvgPool { kernel: *kernel, stride: *stride, padding: *padding };
+        Op::AvgPoolGrad {
+            kernel,
+            stride,
+            padding,
+        } => {
+            let forward = Op::AvgPool {
+                kernel: *kernel,
+                stride: *stride,
+                padding: *padding,
+            };
             equal(name, operands, 0, &super::infer(&forward, &[recorded])?)
         }
-        Op::GlobalAvgPoolGrad => equal(name, operands, 0, &super::infer(&Op::GlobalAvgPool, &[recorded])?),
-        Op::ShortcutAGrad { stride, pad_channels } => {
-            let forward = Op::ShortcutA { stride: *stride, pad_channels: *pad_channels };
+        Op::GlobalAvgPoolGrad => equal(
+            name,
+            operands,
+            0,
+            &super::infer(&Op::GlobalAvgPool, &[recorded])?,
+        ),
+        Op::ShortcutAGrad {
+            stride,
+            pad_channels,
+        } => {
+            let forward = Op::ShortcutA {
+                stride: *stride,
+                pad_channels: *pad_channels,
+            };
             equal(name, operands, 0, &super::infer(&forward, &[recorded])?)
         }
         Op::Reshape => {
@@ -140,7 +175,12 @@ pub(super) fn check_given(
             if same_count && operands[0].batched == recorded.batched {
                 Ok(())
             } else {
-                Err(kind_error(name, 0, "as many elements as the result", operands[0]))
+                Err(kind_error(
+                    name,
+                    0,
+                    "as many elements as the result",
+                    operands[0],
+                ))
             }
         }
         _ => Err(ShapeError::NotInferable { op: name }),
@@ -169,7 +209,13 @@ fn channel_vectors(
     slots: std::ops::Range<usize>,
 ) -> Result<(), ShapeError> {
     for slot in slots {
-        fixed(op, slot, operands[slot], &stat.dims, "an f32[C] per-channel vector")?;
+        fixed(
+            op,
+            slot,
+            operands[slot],
+            &stat.dims,
+            "an f32[C] per-channel vector",
+        )?;
     }
     Ok(())
 }
@@ -228,7 +274,12 @@ fn slope(op: &'static str, slot: usize, ty: &TensorType, dims: &[usize]) -> Resu
 fn dense_input_grad(operands: &[&TensorType]) -> Result<TensorType, ShapeError> {
     let op = "dense_input_grad";
     let &[outputs] = batched(op, 0, operands[0], 1)? else {
-        return Err(kind_error(op, 0, "a batched f32[N,M] gradient", operands[0]));
+        return Err(kind_error(
+            op,
+            0,
+            "a batched f32[N,M] gradient",
+            operands[0],
+        ));
     };
     match operands[1].dims.as_slice() {
         &[weight_outputs, features] if weight_outputs == outputs && !operands[1].batched => {
@@ -242,7 +293,12 @@ fn dense_input_grad(operands: &[&TensorType]) -> Result<TensorType, ShapeError> 
 fn dense_weight_grad(operands: &[&TensorType]) -> Result<TensorType, ShapeError> {
     let op = "dense_weight_grad";
     let &[outputs] = batched(op, 0, operands[0], 1)? else {
-        return Err(kind_error(op, 0, "a batched f32[N,M] gradient", operands[0]));
+        return Err(kind_error(
+            op,
+            0,
+            "a batched f32[N,M] gradient",
+            operands[0],
+        ));
     };
     let &[features] = batched(op, 1, operands[1], 1)? else {
         return Err(kind_error(op, 1, "a batched f32[N,K] input", operands[1]));
@@ -257,8 +313,14 @@ fn sgd_update(operands: &[&TensorType]) -> Result<TensorType, ShapeError> {
     if param.batched {
         return Err(kind_error(op, 0, "an unbatched parameter", param));
     }
-    for slot in 1..3 {
-        fixed(op, slot, operands[slot], &param.dims, "a tensor of the parameter's shape")?;
+    for (slot, operand) in operands.iter().enumerate().take(3).skip(1) {
+        fixed(
+            op,
+            slot,
+            operand,
+            &param.dims,
+            "a tensor of the parameter's shape",
+        )?;
     }
     fixed(op, 3, operands[3], &[], "an f32 scalar learning rate")?;
     Ok(param.clone())
@@ -274,9 +336,15 @@ mod tests {
         let x = TensorType::batch(vec![16, 32, 32]);
         let weight = TensorType::fixed(vec![32, 16, 3, 3]);
         let dy = TensorType::batch(vec![32, 16, 16]);
-        let input_grad = Op::Conv2dInputGrad { stride: [2, 2], padding: [1, 1] };
+        let input_grad = Op::Conv2dInputGrad {
+            stride: [2, 2],
+            padding: [1, 1],
+        };
         assert_eq!(check(&input_grad, &[&dy, &weight], &x), Ok(()));
-        let weight_grad = Op::Conv2dWeightGrad { stride: [2, 2], padding: [1, 1] };
+        let weight_grad = Op::Conv2dWeightGrad {
+            stride: [2, 2],
+            padding: [1, 1],
+        };
         assert_eq!(check(&weight_grad, &[&dy, &x], &weight), Ok(()));
         assert!(check(&weight_grad, &[&x, &x], &weight).is_err());
         let relu_grad = Op::ActivationGrad(Activation::Relu);
@@ -289,21 +357,41 @@ mod tests {
         let stat = TensorType::fixed(vec![16]);
         assert_eq!(infer(&Op::BatchMean, &[&x]), Ok(stat.clone()));
         assert_eq!(infer(&Op::BatchVar, &[&x, &stat]), Ok(stat.clone()));
-        let update = Op::RunningUpdate { momentum: 0.1, unbiased: true };
+        let update = Op::RunningUpdate {
+            momentum: 0.1,
+            unbiased: true,
+        };
         assert_eq!(infer(&update, &[&stat, &stat, &x]), Ok(stat.clone()));
         let apply = Op::BatchNormApply { eps: 1e-5 };
-        assert_eq!(infer(&apply, &[&x, &stat, &stat, &stat, &stat]), Ok(x.clone()));
+        assert_eq!(
+            infer(&apply, &[&x, &stat, &stat, &stat, &stat]),
+            Ok(x.clone())
+        );
     }
 
     #[test]
     fn optimizer_and_metric_types() {
         let param = TensorType::fixed(vec![10, 64]);
         let lr = TensorType::scalar();
-        let sgd = Op::SgdUpdate { momentum: 0.9, weight_decay: 1e-4, nesterov: false };
-        assert_eq!(infer(&sgd, &[&param, &param, &param, &lr]), Ok(param.clone()));
+        let sgd = Op::SgdUpdate {
+            momentum: 0.9,
+            weight_decay: 1e-4,
+            nesterov: false,
+        };
+        assert_eq!(
+            infer(&sgd, &[&param, &param, &param, &lr]),
+            Ok(param.clone())
+        );
         let logits = TensorType::batch(vec![10]);
-        let labels = TensorType { dtype: DType::I32, batched: true, dims: vec![] };
-        assert_eq!(infer(&Op::CorrectCount, &[&logits, &labels]), Ok(TensorType::scalar()));
+        let labels = TensorType {
+            dtype: DType::I32,
+            batched: true,
+            dims: vec![],
+        };
+        assert_eq!(
+            infer(&Op::CorrectCount, &[&logits, &labels]),
+            Ok(TensorType::scalar())
+        );
         let reshape = check(&Op::Reshape, &[&logits], &TensorType::batch(vec![10, 1, 1]));
         assert_eq!(reshape, Ok(()));
     }

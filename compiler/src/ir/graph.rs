@@ -149,7 +149,10 @@ impl Graph {
 
     /// Every node id, in creation order.
     pub fn node_ids(&self) -> Vec<NodeId> {
-        self.nodes.node_indices().map(NodeId::from_petgraph).collect()
+        self.nodes
+            .node_indices()
+            .map(NodeId::from_petgraph)
+            .collect()
     }
 
     /// Number of nodes.
@@ -174,7 +177,10 @@ impl Graph {
 
     /// The output called `name`.
     pub fn output(&self, name: &str) -> Option<NodeId> {
-        self.outputs.iter().find(|(n, _)| n == name).map(|(_, id)| *id)
+        self.outputs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, id)| *id)
     }
 
     /// The nodes in a topological order (operands before users). Among nodes that are ready at
@@ -227,10 +233,14 @@ impl Graph {
 
     /// The parameter node named `name`.
     pub fn param(&self, name: &str) -> Option<NodeId> {
-        self.params().into_iter().find(|&id| match &self.node(id).op {
-            Op::Param { name: param_name, .. } => param_name == name,
-            _ => false,
-        })
+        self.params()
+            .into_iter()
+            .find(|&id| match &self.node(id).op {
+                Op::Param {
+                    name: param_name, ..
+                } => param_name == name,
+                _ => false,
+            })
     }
 }
 
@@ -242,7 +252,12 @@ mod tests {
     fn tiny() -> (Graph, NodeId, NodeId, NodeId) {
         let mut graph = Graph::new();
         let ty = TensorType::batch(vec![4]);
-        let x = graph.add(Op::Input { name: "x".into() }, ty.clone(), Span::default(), &[]);
+        let x = graph.add(
+            Op::Input { name: "x".into() },
+            ty.clone(),
+            Span::default(),
+            &[],
+        );
         let relu = Op::Activation(Activation::Relu);
         let y = graph.add(relu, ty.clone(), Span::default(), &[x]);
         let z = graph.add(Op::Add, ty, Span::default(), &[y, x]);

@@ -34,8 +34,11 @@ impl fmt::Display for TensorType {
 /// The whole graph as text, one node per line, then its outputs.
 pub fn print_graph(graph: &Graph) -> String {
     let order = print_order(graph);
-    let numbers: HashMap<NodeId, usize> =
-        order.iter().enumerate().map(|(number, &id)| (id, number)).collect();
+    let numbers: HashMap<NodeId, usize> = order
+        .iter()
+        .enumerate()
+        .map(|(number, &id)| (id, number))
+        .collect();
     let mut text = String::from("graph {\n");
     for (number, &id) in order.iter().enumerate() {
         let _ = writeln!(text, "  %{number} = {}", node_line(graph, id, &numbers));
@@ -54,8 +57,11 @@ pub fn print_order(graph: &Graph) -> Vec<NodeId> {
     let mut expanding: HashSet<NodeId> = HashSet::new();
     let mut order = Vec::with_capacity(graph.len());
     let output_roots = graph.outputs().iter().map(|(_, id)| *id);
-    let unused_roots: Vec<NodeId> =
-        graph.node_ids().into_iter().filter(|&id| graph.users(id).is_empty()).collect();
+    let unused_roots: Vec<NodeId> = graph
+        .node_ids()
+        .into_iter()
+        .filter(|&id| graph.users(id).is_empty())
+        .collect();
     let leftovers = graph.node_ids();
     for root in output_roots.chain(unused_roots).chain(leftovers) {
         // Each stack entry is a node and whether its operands have been pushed already; a node
@@ -96,7 +102,10 @@ fn node_line(graph: &Graph, id: NodeId, numbers: &HashMap<NodeId, usize>) -> Str
     let mut line = node.op.name().to_string();
     let inputs = graph.inputs(id);
     if !inputs.is_empty() {
-        let operands: Vec<String> = inputs.iter().map(|&input| operand(numbers, input)).collect();
+        let operands: Vec<String> = inputs
+            .iter()
+            .map(|&input| operand(numbers, input))
+            .collect();
         let _ = write!(line, "({})", operands.join(", "));
     }
     let attributes = attributes(&node.op);
@@ -118,7 +127,11 @@ pub fn attributes(op: &Op) -> String {
         Op::Param { name, role, init } => {
             format!("\"{name}\" {} init={}", role_name(*role), init_text(init))
         }
-        Op::Conv2d { stride, padding, bias } => format!(
+        Op::Conv2d {
+            stride,
+            padding,
+            bias,
+        } => format!(
             "stride={} padding={} bias={bias}",
             pair(*stride),
             pair(*padding)
@@ -127,17 +140,40 @@ pub fn attributes(op: &Op) -> String {
         Op::BatchNorm { eps, momentum } => format!("eps={eps} momentum={momentum}"),
         Op::Activation(activation) => activation_constants(activation),
         Op::Mix { weights } => format!("weights={}", float_list(weights)),
-        Op::MaxPool { kernel, stride, padding }
-        | Op::AvgPool { kernel, stride, padding }
-        | Op::MaxPoolGrad { kernel, stride, padding }
-        | Op::AvgPoolGrad { kernel, stride, padding } => format!(
+        Op::MaxPool {
+            kernel,
+            stride,
+            padding,
+        }
+        | Op::AvgPool {
+            kernel,
+            stride,
+            padding,
+        }
+        | Op::MaxPoolGrad {
+            kernel,
+            stride,
+            padding,
+        }
+        | Op::AvgPoolGrad {
+            kernel,
+            stride,
+            padding,
+        } => format!(
             "kernel={} stride={} padding={}",
             pair(*kernel),
             pair(*stride),
             pair(*padding)
         ),
         Op::Dropout { p } => format!("p={p}"),
-        Op::ShortcutA { stride, pad_channels } | Op::ShortcutAGrad { stride, pad_channels } => {
+        Op::ShortcutA {
+            stride,
+            pad_channels,
+        }
+        | Op::ShortcutAGrad {
+            stride,
+            pad_channels,
+        } => {
             format!("stride={stride} pad_channels={pad_channels}")
         }
         Op::BatchNormApply { eps }
@@ -156,7 +192,11 @@ pub fn attributes(op: &Op) -> String {
         }
         Op::Scale { factor } => format!("factor={factor}"),
         Op::DropoutGrad { p, site } => format!("p={p} site={site}"),
-        Op::SgdUpdate { momentum, weight_decay, nesterov } => {
+        Op::SgdUpdate {
+            momentum,
+            weight_decay,
+            nesterov,
+        } => {
             format!("momentum={momentum} weight_decay={weight_decay} nesterov={nesterov}")
         }
         Op::Add
@@ -218,15 +258,26 @@ mod tests {
     use grammar::Span;
 
     fn param(graph: &mut Graph, name: &str, dims: Vec<usize>) -> NodeId {
-        let op = Op::Param { name: name.into(), role: ParamRole::Weight, init: Init::Constant(0.0) };
+        let op = Op::Param {
+            name: name.into(),
+            role: ParamRole::Weight,
+            init: Init::Constant(0.0),
+        };
         graph.add(op, TensorType::fixed(dims), Span::default(), &[])
     }
 
     #[test]
     fn types_print_with_a_symbolic_batch() {
-        assert_eq!(TensorType::batch(vec![16, 32, 32]).to_string(), "f32[N,16,32,32]");
+        assert_eq!(
+            TensorType::batch(vec![16, 32, 32]).to_string(),
+            "f32[N,16,32,32]"
+        );
         assert_eq!(TensorType::fixed(vec![10]).to_string(), "f32[10]");
-        let labels = TensorType { dtype: DType::I32, batched: true, dims: vec![] };
+        let labels = TensorType {
+            dtype: DType::I32,
+            batched: true,
+            dims: vec![],
+        };
         assert_eq!(labels.to_string(), "i32[N]");
     }
 
@@ -234,15 +285,35 @@ mod tests {
     fn printing_ignores_creation_order() {
         // The same dense layer built in two orders prints the same.
         let mut first = Graph::new();
-        let x = first.add(Op::Input { name: "x".into() }, TensorType::batch(vec![4]), Span::default(), &[]);
+        let x = first.add(
+            Op::Input { name: "x".into() },
+            TensorType::batch(vec![4]),
+            Span::default(),
+            &[],
+        );
         let weight = param(&mut first, "fc.weight", vec![2, 4]);
-        let y = first.add(Op::Dense { bias: false }, TensorType::batch(vec![2]), Span::default(), &[x, weight]);
+        let y = first.add(
+            Op::Dense { bias: false },
+            TensorType::batch(vec![2]),
+            Span::default(),
+            &[x, weight],
+        );
         first.add_output("y", y);
 
         let mut second = Graph::new();
         let weight = param(&mut second, "fc.weight", vec![2, 4]);
-        let x = second.add(Op::Input { name: "x".into() }, TensorType::batch(vec![4]), Span::default(), &[]);
-        let y = second.add(Op::Dense { bias: false }, TensorType::batch(vec![2]), Span::default(), &[x, weight]);
+        let x = second.add(
+            Op::Input { name: "x".into() },
+            TensorType::batch(vec![4]),
+            Span::default(),
+            &[],
+        );
+        let y = second.add(
+            Op::Dense { bias: false },
+            TensorType::batch(vec![2]),
+            Span::default(),
+            &[x, weight],
+        );
         second.add_output("y", y);
 
         let text = print_graph(&first);
@@ -259,8 +330,18 @@ mod tests {
     fn training_ops_print_their_attributes() {
         let grad = Op::ActivationGrad(Activation::Elu { alpha: 1.0 });
         assert_eq!(attributes(&grad), "activation=elu alpha=1");
-        let sgd = Op::SgdUpdate { momentum: 0.9, weight_decay: 0.0001, nesterov: false };
-        assert_eq!(attributes(&sgd), "momentum=0.9 weight_decay=0.0001 nesterov=false");
-        assert_eq!(attributes(&Op::DropoutGrad { p: 0.5, site: 3 }), "p=0.5 site=3");
+        let sgd = Op::SgdUpdate {
+            momentum: 0.9,
+            weight_decay: 0.0001,
+            nesterov: false,
+        };
+        assert_eq!(
+            attributes(&sgd),
+            "momentum=0.9 weight_decay=0.0001 nesterov=false"
+        );
+        assert_eq!(
+            attributes(&Op::DropoutGrad { p: 0.5, site: 3 }),
+            "p=0.5 site=3"
+        );
     }
 }

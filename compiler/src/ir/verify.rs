@@ -22,7 +22,9 @@ use crate::infer::{self, Arity, ShapeError};
 #[derive(Clone, Debug, PartialEq, Error, Diagnostic)]
 pub enum VerifyError {
     /// The operand slots of a node are not `0..k`, or `k` is not the op's arity.
-    #[error("`{op}` node has operand slots {slots:?}, expected {expected} operands numbered from 0")]
+    #[error(
+        "`{op}` node has operand slots {slots:?}, expected {expected} operands numbered from 0"
+    )]
     #[diagnostic(code(verify::slots))]
     Slots {
         /// The op.
@@ -125,12 +127,20 @@ fn incoming_slots(graph: &Graph) -> HashMap<NodeId, Vec<u32>> {
 
 fn check_slots(graph: &Graph, id: NodeId, slots: Vec<u32>) -> Result<(), VerifyError> {
     let node = graph.node(id);
-    let numbered_from_zero = slots.iter().enumerate().all(|(index, &slot)| slot as usize == index);
+    let numbered_from_zero = slots
+        .iter()
+        .enumerate()
+        .all(|(index, &slot)| slot as usize == index);
     let arity = infer::arity(&node.op).unwrap_or(Arity::AtLeast(0));
     if numbered_from_zero && arity.accepts(slots.len()) {
         Ok(())
     } else {
-        Err(VerifyError::Slots { op: node.op.name(), slots, expected: arity, span: node.span })
+        Err(VerifyError::Slots {
+            op: node.op.name(),
+            slots,
+            expected: arity,
+            span: node.span,
+        })
     }
 }
 
@@ -139,7 +149,11 @@ fn check_type(graph: &Graph, id: NodeId, errors: &mut Vec<VerifyError>) {
     let inputs = graph.inputs(id);
     let operands: Vec<_> = inputs.iter().map(|&input| &graph.node(input).ty).collect();
     if let Err(error) = infer::check(&node.op, &operands, &node.ty) {
-        errors.push(VerifyError::Type { op: node.op.name(), error, span: node.span });
+        errors.push(VerifyError::Type {
+            op: node.op.name(),
+            error,
+            span: node.span,
+        });
     }
 }
 
@@ -158,7 +172,10 @@ fn check_mix(graph: &Graph, id: NodeId, errors: &mut Vec<VerifyError>) {
             (Some(expected), Some(input)) => expected == input,
         };
         if !is_activation || !agrees {
-            errors.push(VerifyError::MixOperand { slot, span: graph.node(id).span });
+            errors.push(VerifyError::MixOperand {
+                slot,
+                span: graph.node(id).span,
+            });
         }
     }
 }
@@ -168,10 +185,16 @@ fn check_acyclic(graph: &Graph, errors: &mut Vec<VerifyError>) {
         return;
     }
     // Nodes that never become ready are on a cycle or downstream of one.
-    let mut pending: HashMap<NodeId, usize> =
-        graph.node_ids().into_iter().map(|id| (id, graph.inputs(id).len())).collect();
-    let mut ready: Vec<NodeId> =
-        pending.iter().filter(|(_, count)| **count == 0).map(|(id, _)| *id).collect();
+    let mut pending: HashMap<NodeId, usize> = graph
+        .node_ids()
+        .into_iter()
+        .map(|id| (id, graph.inputs(id).len()))
+        .collect();
+    let mut ready: Vec<NodeId> = pending
+        .iter()
+        .filter(|(_, count)| **count == 0)
+        .map(|(id, _)| *id)
+        .collect();
     while let Some(id) = ready.pop() {
         pending.remove(&id);
         for (user, _) in graph.users(id) {
@@ -185,7 +208,10 @@ fn check_acyclic(graph: &Graph, errors: &mut Vec<VerifyError>) {
     }
     let first = pending.keys().min().copied();
     let span = first.map(|id| graph.node(id).span).unwrap_or_default();
-    errors.push(VerifyError::CycleInGraph { count: pending.len(), span });
+    errors.push(VerifyError::CycleInGraph {
+        count: pending.len(),
+        span,
+    });
 }
 
 fn check_param_names(graph: &Graph, errors: &mut Vec<VerifyError>) {
@@ -195,7 +221,11 @@ fn check_param_names(graph: &Graph, errors: &mut Vec<VerifyError>) {
         if let Op::Param { name, .. } = &node.op {
             if let Some(previous) = seen.insert(name, node.span) {
                 let name = name.clone();
-                errors.push(VerifyError::DuplicateParam { name, span: node.span, previous });
+                errors.push(VerifyError::DuplicateParam {
+                    name,
+                    span: node.span,
+                    previous,
+                });
             }
         }
     }
@@ -207,18 +237,35 @@ mod tests {
     use crate::ir::op::{Activation, Init, ParamRole, TensorType};
 
     fn input(graph: &mut Graph, dims: Vec<usize>) -> NodeId {
-        graph.add(Op::Input { name: "x".into() }, TensorType::batch(dims), Span::default(), &[])
+        graph.add(
+            Op::Input { name: "x".into() },
+            TensorType::batch(dims),
+            Span::default(),
+            &[],
+        )
     }
 
     #[test]
     fn a_well_formed_graph_passes() {
         let mut graph = Graph::new();
         let x = input(&mut graph, vec![4]);
-        let relu = graph.add(Op::Activation(Activation::Relu), TensorType::batch(vec![4]), Span::default(), &[x]);
+        let relu = graph.add(
+            Op::Activation(Activation::Relu),
+            TensorType::batch(vec![4]),
+            Span::default(),
+            &[x],
+        );
         let elu = Op::Activation(Activation::Elu { alpha: 1.0 });
         let elu = graph.add(elu, TensorType::batch(vec![4]), Span::default(), &[x]);
-        let mix = Op::Mix { weights: vec![0.5, 0.5] };
-        let mix = graph.add(mix, TensorType::batch(vec![4]), Span::default(), &[relu, elu]);
+        let mix = Op::Mix {
+            weights: vec![0.5, 0.5],
+        };
+        let mix = graph.add(
+            mix,
+            TensorType::batch(vec![4]),
+            Span::default(),
+            &[relu, elu],
+        );
         graph.add_output("y", mix);
         assert_eq!(verify(&graph), Ok(()));
     }
@@ -228,10 +275,19 @@ mod tests {
         let mut graph = Graph::new();
         let x = input(&mut graph, vec![4]);
         // Wrong recorded type, wrong operand count, and a duplicate parameter name.
-        graph.add(Op::Activation(Activation::Relu), TensorType::batch(vec![5]), Span::default(), &[x]);
+        graph.add(
+            Op::Activation(Activation::Relu),
+            TensorType::batch(vec![5]),
+            Span::default(),
+            &[x],
+        );
         graph.add(Op::Add, TensorType::batch(vec![4]), Span::default(), &[x]);
         for _ in 0..2 {
-            let op = Op::Param { name: "w".into(), role: ParamRole::Weight, init: Init::Constant(0.0) };
+            let op = Op::Param {
+                name: "w".into(),
+                role: ParamRole::Weight,
+                init: Init::Constant(0.0),
+            };
             graph.add(op, TensorType::fixed(vec![1]), Span::default(), &[]);
         }
         let errors = verify(&graph).unwrap_err();
@@ -251,8 +307,12 @@ mod tests {
         graph.set_input(first, 1, second);
         let mix = graph.add(Op::Mix { weights: vec![1.0] }, ty, Span::default(), &[x]);
         let errors = verify(&graph).unwrap_err();
-        assert!(errors.iter().any(|e| matches!(e, VerifyError::CycleInGraph { count: 2, .. })));
-        assert!(errors.iter().any(|e| matches!(e, VerifyError::MixOperand { slot: 0, .. })));
+        assert!(errors
+            .iter()
+            .any(|e| matches!(e, VerifyError::CycleInGraph { count: 2, .. })));
+        assert!(errors
+            .iter()
+            .any(|e| matches!(e, VerifyError::MixOperand { slot: 0, .. })));
         assert!(graph.contains(mix));
     }
 }

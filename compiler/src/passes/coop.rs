@@ -21,7 +21,10 @@ use crate::ir::{Activation, Graph, GraphBuilder, NodeId, Op};
 
 /// The paper's activation set: ReLU, PReLU, ELU, SoftPlus.
 pub fn paper_activations() -> Vec<Activation> {
-    ["relu", "prelu", "elu", "softplus"].iter().filter_map(|name| Activation::from_name(name)).collect()
+    ["relu", "prelu", "elu", "softplus"]
+        .iter()
+        .filter_map(|name| Activation::from_name(name))
+        .collect()
 }
 
 /// Settings of the `coop` pass.
@@ -61,7 +64,13 @@ impl CoopOptions {
             None => Ok(vec![1.0 / count as f32; count]),
             Some(weights) => {
                 let spans = vec![Span::default(); weights.len()];
-                check_weights(count, weights, &spans, Span::default(), self.allow_unnormalized)?;
+                check_weights(
+                    count,
+                    weights,
+                    &spans,
+                    Span::default(),
+                    self.allow_unnormalized,
+                )?;
                 Ok(weights.clone())
             }
         }
@@ -78,7 +87,11 @@ impl CoopOptions {
         allow_unnormalized: bool,
         prelu_per_channel: bool,
     ) -> Result<CoopOptions, Box<Located<OptionError>>> {
-        let mut options = CoopOptions { allow_unnormalized, prelu_per_channel, ..Self::default() };
+        let mut options = CoopOptions {
+            allow_unnormalized,
+            prelu_per_channel,
+            ..Self::default()
+        };
         if let Some(text) = activations {
             let items = split_items(text);
             let mut parsed = Vec::new();
@@ -99,11 +112,16 @@ impl CoopOptions {
             for (item, span) in &items {
                 let value = item.parse::<f32>().ok().filter(|value| value.is_finite());
                 let text = item.to_string();
-                weights.push(value.ok_or(OptionError::BadBetaNumber { text, span: *span }).map_err(located)?);
+                weights.push(
+                    value
+                        .ok_or(OptionError::BadBetaNumber { text, span: *span })
+                        .map_err(located)?,
+                );
             }
             let spans: Vec<Span> = items.iter().map(|(_, span)| *span).collect();
             let count = options.activations.len();
-            check_weights(count, &weights, &spans, whole(text), allow_unnormalized).map_err(located)?;
+            check_weights(count, &weights, &spans, whole(text), allow_unnormalized)
+                .map_err(located)?;
             options.weights = Some(weights);
         }
         Ok(options)
@@ -128,7 +146,10 @@ pub(crate) fn split_items(text: &str) -> Vec<(&str, Span)> {
         let trimmed = piece.trim();
         let begin = start + leading;
         if !trimmed.is_empty() {
-            items.push((trimmed, Span::new(begin as u32, (begin + trimmed.len()) as u32)));
+            items.push((
+                trimmed,
+                Span::new(begin as u32, (begin + trimmed.len()) as u32),
+            ));
         }
         start += piece.len() + 1;
     }
@@ -148,7 +169,10 @@ fn check_activations(
         return Err(OptionError::EmptyActivationSet { span: whole });
     }
     for (index, activation) in activations.iter().enumerate() {
-        if activations[..index].iter().any(|earlier| earlier.name() == activation.name()) {
+        if activations[..index]
+            .iter()
+            .any(|earlier| earlier.name() == activation.name())
+        {
             let span = spans.get(index).copied().unwrap_or_default();
             let name = activation.name().to_string();
             return Err(OptionError::DuplicateActivation { name, span });
@@ -166,10 +190,14 @@ fn check_weights(
     allow_unnormalized: bool,
 ) -> Result<(), OptionError> {
     if weights.len() != count {
-        return Err(OptionError::BetaCount { weights: weights.len(), activations: count, span: whole });
+        return Err(OptionError::BetaCount {
+            weights: weights.len(),
+            activations: count,
+            span: whole,
+        });
     }
     for (index, &value) in weights.iter().enumerate() {
-        if !(value >= 0.0) || !value.is_finite() {
+        if value.is_nan() || value < 0.0 || value.is_infinite() {
             let span = spans.get(index).copied().unwrap_or_default();
             return Err(OptionError::NegativeBeta { value, span });
         }
@@ -189,9 +217,15 @@ fn check_weights(
 pub fn run(graph: &mut Graph, options: &CoopOptions) -> Result<PassStats, PassError> {
     let _span = tracing::info_span!("coop").entered();
     let weights = options.weights().map_err(PassError::Options)?;
-    let mut stats = PassStats { pass: "coop", ..PassStats::default() };
-    let sites: Vec<NodeId> =
-        graph.node_ids().into_iter().filter(|&id| graph.node(id).op.is_activation()).collect();
+    let mut stats = PassStats {
+        pass: "coop",
+        ..PassStats::default()
+    };
+    let sites: Vec<NodeId> = graph
+        .node_ids()
+        .into_iter()
+        .filter(|&id| graph.node(id).op.is_activation())
+        .collect();
     let mut builder = GraphBuilder::new(graph);
     for site in sites {
         expand_site(&mut builder, site, options, &weights, &mut stats)?;
@@ -212,7 +246,11 @@ fn expand_site(
     stats: &mut PassStats,
 ) -> Result<(), PassError> {
     let span = builder.graph().node(site).span;
-    let rewrite = |error| PassError::Rewrite { pass: "coop", error, span };
+    let rewrite = |error| PassError::Rewrite {
+        pass: "coop",
+        error: Box::new(error),
+        span,
+    };
     let name = site_name(builder.graph(), site);
     let Some(&x) = builder.graph().inputs(site).first() else {
         return Err(PassError::MalformedMix { pass: "coop", span });
@@ -231,7 +269,9 @@ fn expand_site(
         };
         members.push(member.map_err(rewrite)?);
     }
-    let mix = builder.mix(&members, weights.to_vec(), &name, span).map_err(rewrite)?;
+    let mix = builder
+        .mix(&members, weights.to_vec(), &name, span)
+        .map_err(rewrite)?;
 
     let graph = builder.graph_mut();
     graph.replace_all_uses(site, mix);
@@ -284,11 +324,17 @@ mod tests {
         assert_eq!(stats.nodes_added, 6, "4 members, 1 slope, 1 mix");
 
         let output = graph.output("y").unwrap();
-        let Op::Mix { weights } = &graph.node(output).op else { panic!("output is not a mix") };
+        let Op::Mix { weights } = &graph.node(output).op else {
+            panic!("output is not a mix")
+        };
         assert_eq!(weights, &[0.25; 4]);
         assert_eq!(graph.layer_name(output), Some("block.act1"));
         assert_eq!(graph.node(output).span, Span::new(3, 7));
-        let names: Vec<_> = graph.inputs(output).iter().map(|&m| graph.node(m).op.name()).collect();
+        let names: Vec<_> = graph
+            .inputs(output)
+            .iter()
+            .map(|&m| graph.node(m).op.name())
+            .collect();
         assert_eq!(names, ["relu", "prelu", "elu", "softplus"]);
         let slope = graph.param("block.act1.mix.prelu.slope").unwrap();
         assert_eq!(graph.node(slope).ty, TensorType::fixed(vec![1]));
@@ -297,7 +343,10 @@ mod tests {
     #[test]
     fn a_prelu_site_loses_its_own_slope_and_per_channel_slopes_have_c_entries() {
         let mut graph = one_site(&Activation::Prelu);
-        let options = CoopOptions { prelu_per_channel: true, ..CoopOptions::default() };
+        let options = CoopOptions {
+            prelu_per_channel: true,
+            ..CoopOptions::default()
+        };
         let stats = run(&mut graph, &options).unwrap();
         assert_eq!(verify(&graph), Ok(()));
         assert_eq!(stats.params_removed, ["block.act1.slope"]);
@@ -307,28 +356,55 @@ mod tests {
 
     #[test]
     fn beta_is_validated() {
-        let options = |weights: Vec<f32>| CoopOptions { weights: Some(weights), ..CoopOptions::default() };
-        assert!(matches!(options(vec![0.5, 0.5]).weights(), Err(OptionError::BetaCount { .. })));
+        let options = |weights: Vec<f32>| CoopOptions {
+            weights: Some(weights),
+            ..CoopOptions::default()
+        };
+        assert!(matches!(
+            options(vec![0.5, 0.5]).weights(),
+            Err(OptionError::BetaCount { .. })
+        ));
         let negative = options(vec![1.5, -0.5, 0.0, 0.0]).weights();
         assert!(matches!(negative, Err(OptionError::NegativeBeta { .. })));
         let unnormalized = options(vec![0.5, 0.5, 0.5, 0.5]);
-        assert!(matches!(unnormalized.weights(), Err(OptionError::UnnormalizedBeta { .. })));
-        let allowed = CoopOptions { allow_unnormalized: true, ..unnormalized };
+        assert!(matches!(
+            unnormalized.weights(),
+            Err(OptionError::UnnormalizedBeta { .. })
+        ));
+        let allowed = CoopOptions {
+            allow_unnormalized: true,
+            ..unnormalized
+        };
         assert_eq!(allowed.weights(), Ok(vec![0.5; 4]));
-        let empty = CoopOptions { activations: Vec::new(), ..CoopOptions::default() };
-        assert!(matches!(empty.weights(), Err(OptionError::EmptyActivationSet { .. })));
+        let empty = CoopOptions {
+            activations: Vec::new(),
+            ..CoopOptions::default()
+        };
+        assert!(matches!(
+            empty.weights(),
+            Err(OptionError::EmptyActivationSet { .. })
+        ));
     }
 
     #[test]
     fn flags_are_parsed_with_spans() {
         let options = CoopOptions::from_flags(Some("relu, elu"), Some("0.75,0.25"), false, false);
         let options = options.unwrap();
-        assert_eq!(options.activations, [Activation::Relu, Activation::Elu { alpha: 1.0 }]);
+        assert_eq!(
+            options.activations,
+            [Activation::Relu, Activation::Elu { alpha: 1.0 }]
+        );
         assert_eq!(options.weights, Some(vec![0.75, 0.25]));
         let error = CoopOptions::from_flags(Some("relu,gelu"), None, false, false).unwrap_err();
         assert_eq!(error.error.to_string(), "unknown activation `gelu`");
-        assert!(matches!(error.error, OptionError::UnknownActivation { span, .. } if span == Span::new(5, 9)));
+        let OptionError::UnknownActivation { span, .. } = error.error else {
+            panic!("{error:?}")
+        };
+        assert_eq!(span, Span::new(5, 9));
         let error = CoopOptions::from_flags(None, Some("0.25,x,0.25,0.25"), false, false);
-        assert!(matches!(error.unwrap_err().error, OptionError::BadBetaNumber { .. }));
+        assert!(matches!(
+            error.unwrap_err().error,
+            OptionError::BadBetaNumber { .. }
+        ));
     }
 }

@@ -2,10 +2,10 @@
 //! the `wnla` rewrite of the "without non-linear activation" ablation.
 //!
 //! `lower` needs a typed IR that verifies, in which every `Op::Mix` mixes activations of one
-//! common input `x` (what `coop` makes). It promises: with a target activation `γ`, every mix
-//! `Σ βᵢ·Fᵢ(x)` is replaced by one node `γ(x)` that takes over the mix's users, outputs, layer
-//! name (the site) and span; the members go when nothing else uses them, and so does every
-//! parameter left without a use (the members' PReLU slopes), each reported in
+//! common input `x` (what `coop` makes). It promises: with a target activation `γ`, every
+//! mix `Σ βᵢ·Fᵢ(x)` is replaced by one node `γ(x)` that takes over the mix's users, outputs,
+//! layer name (the site) and span; the members go when nothing else uses them, and so does
+//! every parameter left without a use (the members' PReLU slopes), each reported in
 //! [`PassStats::params_removed`]. For `γ = PReLU` the slope of the mix's PReLU member is kept
 //! (so what phase 1 learnt crosses into phase 2 under the same name); a mix without a PReLU
 //! member gets a new slope `<site>.prelu.slope`. With [`Target::Keep`] (the Mixture ablation)
@@ -51,7 +51,10 @@ pub struct LowerOptions {
 
 impl Default for LowerOptions {
     fn default() -> Self {
-        LowerOptions { target: Target::Activation(Activation::Relu), prelu_per_channel: false }
+        LowerOptions {
+            target: Target::Activation(Activation::Relu),
+            prelu_per_channel: false,
+        }
     }
 }
 
@@ -94,7 +97,11 @@ pub fn wnla(graph: &mut Graph) -> Result<PassStats, PassError> {
 }
 
 fn nodes_where(graph: &Graph, predicate: impl Fn(&Op) -> bool) -> Vec<NodeId> {
-    graph.node_ids().into_iter().filter(|&id| predicate(&graph.node(id).op)).collect()
+    graph
+        .node_ids()
+        .into_iter()
+        .filter(|&id| predicate(&graph.node(id).op))
+        .collect()
 }
 
 fn is_identity(op: &Op) -> bool {
@@ -111,15 +118,27 @@ struct Rewriter<'g> {
 
 impl<'g> Rewriter<'g> {
     fn new(graph: &'g mut Graph, pass: &'static str, per_channel: bool) -> Self {
-        let stats = PassStats { pass, ..PassStats::default() };
-        Rewriter { builder: GraphBuilder::new(graph), pass, per_channel, stats }
+        let stats = PassStats {
+            pass,
+            ..PassStats::default()
+        };
+        Rewriter {
+            builder: GraphBuilder::new(graph),
+            pass,
+            per_channel,
+            stats,
+        }
     }
 
     // Σ βᵢ·Fᵢ(x) => γ(x)
     fn lower_mix(&mut self, mix: NodeId, target: &Activation) -> Result<(), PassError> {
         let graph = self.builder.graph();
         let x = common_input(graph, mix, self.pass)?;
-        let slope = if *target == Activation::Prelu { prelu_member_slope(graph, mix) } else { None };
+        let slope = if *target == Activation::Prelu {
+            prelu_member_slope(graph, mix)
+        } else {
+            None
+        };
         self.replace_site(mix, x, target, slope).map(drop)
     }
 
@@ -132,19 +151,25 @@ impl<'g> Rewriter<'g> {
         slope: Option<NodeId>,
     ) -> Result<NodeId, PassError> {
         let (pass, span) = (self.pass, self.builder.graph().node(site).span);
-        let rewrite = |error| PassError::Rewrite { pass, error, span };
+        let rewrite = |error| PassError::Rewrite {
+            pass,
+            error: Box::new(error),
+            span,
+        };
         let name = site_name(self.builder.graph(), site);
         let members = self.builder.graph().inputs(site);
         let before = self.builder.graph().len();
 
         let replacement = match (activation, slope) {
             (Activation::Prelu, Some(slope)) => {
-                self.builder.apply(Op::Activation(Activation::Prelu), &[x, slope], &name, span)
+                self.builder
+                    .apply(Op::Activation(Activation::Prelu), &[x, slope], &name, span)
             }
             (Activation::Prelu, None) => {
                 let slope_name = format!("{name}.prelu.slope");
                 self.stats.params_added.push(slope_name.clone());
-                self.builder.prelu(x, &slope_name, self.per_channel, &name, span)
+                self.builder
+                    .prelu(x, &slope_name, self.per_channel, &name, span)
             }
             _ => self.builder.activation(x, activation, &name, span),
         }
@@ -182,7 +207,11 @@ fn is_output(graph: &Graph, id: NodeId) -> bool {
 
 fn first_input(graph: &Graph, site: NodeId, pass: &'static str) -> Result<NodeId, PassError> {
     let span = graph.node(site).span;
-    graph.inputs(site).first().copied().ok_or(PassError::MalformedMix { pass, span })
+    graph
+        .inputs(site)
+        .first()
+        .copied()
+        .ok_or(PassError::MalformedMix { pass, span })
 }
 
 /// The `x` that every member of the mix is applied to.
@@ -209,7 +238,9 @@ fn common_input(graph: &Graph, mix: NodeId, pass: &'static str) -> Result<NodeId
 fn prelu_member_slope(graph: &Graph, mix: NodeId) -> Option<NodeId> {
     graph.inputs(mix).into_iter().find_map(|member| {
         let is_prelu = graph.node(member).op == Op::Activation(Activation::Prelu);
-        is_prelu.then(|| graph.inputs(member).get(1).copied()).flatten()
+        is_prelu
+            .then(|| graph.inputs(member).get(1).copied())
+            .flatten()
     })
 }
 
@@ -226,10 +257,16 @@ mod tests {
         let mut graph = Graph::new();
         let mut builder = GraphBuilder::new(&mut graph);
         let x = builder.input("x", vec![8, 4, 4], Span::default()).unwrap();
-        let bn = builder.batchnorm(x, &BatchNormSpec::default(), "bn1", Span::new(1, 2)).unwrap();
-        let act = builder.activation(bn, &Activation::Relu, "relu1", Span::new(3, 4)).unwrap();
+        let bn = builder
+            .batchnorm(x, &BatchNormSpec::default(), "bn1", Span::new(1, 2))
+            .unwrap();
+        let act = builder
+            .activation(bn, &Activation::Relu, "relu1", Span::new(3, 4))
+            .unwrap();
         let sum = builder.add(&[act, x], Span::new(5, 6)).unwrap();
-        let act = builder.activation(sum, &Activation::Relu, "relu2", Span::new(7, 8)).unwrap();
+        let act = builder
+            .activation(sum, &Activation::Relu, "relu2", Span::new(7, 8))
+            .unwrap();
         builder.output("y", act);
         graph
     }
@@ -244,7 +281,10 @@ mod tests {
         assert_eq!(verify(&graph), Ok(()));
         assert_eq!(print_graph(&graph), print_graph(&baseline));
         assert_eq!(stats.rewritten, 2);
-        assert_eq!(stats.params_removed, ["relu1.mix.prelu.slope", "relu2.mix.prelu.slope"]);
+        assert_eq!(
+            stats.params_removed,
+            ["relu1.mix.prelu.slope", "relu2.mix.prelu.slope"]
+        );
     }
 
     #[test]
@@ -253,7 +293,14 @@ mod tests {
         coop::run(&mut graph, &CoopOptions::default()).unwrap();
         let slope_before = graph.param("relu1.mix.prelu.slope").unwrap();
         let target = Target::Activation(Activation::Prelu);
-        let stats = run(&mut graph, &LowerOptions { target, prelu_per_channel: false }).unwrap();
+        let stats = run(
+            &mut graph,
+            &LowerOptions {
+                target,
+                prelu_per_channel: false,
+            },
+        )
+        .unwrap();
         assert_eq!(verify(&graph), Ok(()));
         assert!(stats.params_removed.is_empty());
         assert_eq!(graph.param("relu1.mix.prelu.slope"), Some(slope_before));
@@ -263,11 +310,24 @@ mod tests {
     #[test]
     fn a_mix_without_prelu_lowered_to_prelu_gets_a_fresh_slope() {
         let mut graph = relu_model();
-        let options = CoopOptions { activations: vec![Activation::Relu], ..CoopOptions::default() };
+        let options = CoopOptions {
+            activations: vec![Activation::Relu],
+            ..CoopOptions::default()
+        };
         coop::run(&mut graph, &options).unwrap();
         let target = Target::Activation(Activation::Prelu);
-        let stats = run(&mut graph, &LowerOptions { target, prelu_per_channel: false }).unwrap();
-        assert_eq!(stats.params_added, ["relu1.prelu.slope", "relu2.prelu.slope"]);
+        let stats = run(
+            &mut graph,
+            &LowerOptions {
+                target,
+                prelu_per_channel: false,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            stats.params_added,
+            ["relu1.prelu.slope", "relu2.prelu.slope"]
+        );
         assert_eq!(verify(&graph), Ok(()));
     }
 
@@ -276,7 +336,10 @@ mod tests {
         let mut graph = relu_model();
         coop::run(&mut graph, &CoopOptions::default()).unwrap();
         let mixed = print_graph(&graph);
-        let options = LowerOptions { target: Target::Keep, prelu_per_channel: false };
+        let options = LowerOptions {
+            target: Target::Keep,
+            prelu_per_channel: false,
+        };
         run(&mut graph, &options).unwrap();
         assert_eq!(print_graph(&graph), mixed);
 
