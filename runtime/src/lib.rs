@@ -9,3 +9,4 @@ pub mod schedule_lr;
 pub mod experiment;
 pub mod checkpoint;
 pub mod metrics;
+pub mod train;
