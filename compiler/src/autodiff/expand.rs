@@ -132,8 +132,14 @@ pub(super) fn remove_dropout(graph: &mut Graph) -> Result<usize, AutodiffError> 
     Ok(dropouts.len())
 }
 
-/// Points every use of `old` (outputs included) at `new`, then removes `old`.
+/// Points every use of `old` (outputs included) at `new`, hands `old`'s layer name to `new`
+/// when `new` has none, then removes `old`.
 fn replace(graph: &mut Graph, old: NodeId, new: NodeId) {
     graph.replace_all_uses(old, new);
+    if graph.layer_name(new).is_none() {
+        if let Some(name) = graph.layer_name(old).map(str::to_owned) {
+            graph.set_layer_name(new, name);
+        }
+    }
     graph.remove(old);
 }

@@ -3,6 +3,7 @@
 //! computed by hand, and the structure of the training and evaluation graphs.
 
 mod gradcheck;
+mod models;
 mod net;
 mod networks;
 mod ops;

@@ -89,12 +89,25 @@ fn training_graph_has_the_documented_outputs_feeds_and_state() {
 
 #[test]
 fn batch_norm_is_expanded_with_two_running_updates_each() {
-    let forward = tiny_resnet(&ActivationStyle::Relu);
+    let mut forward = tiny_resnet(&ActivationStyle::Relu);
+    let first_bn = forward
+        .node_ids()
+        .into_iter()
+        .find(|&id| matches!(forward.node(id).op, Op::BatchNorm { .. }));
+    forward.set_layer_name(first_bn.expect("a batchnorm"), "stem.bn");
     let layers = count(&forward, |op| matches!(op, Op::BatchNorm { .. }));
     assert_eq!(layers, 5);
     let graph = training_graph(&forward, &SgdOptions::default()).expect("training graph");
     assert_eq!(count(&graph, |op| matches!(op, Op::BatchNorm { .. })), 0);
     assert_eq!(count(&graph, |op| matches!(op, Op::BatchMean)), layers);
+    let named = graph
+        .node_ids()
+        .into_iter()
+        .find(|&id| graph.layer_name(id) == Some("stem.bn"));
+    assert!(matches!(
+        graph.node(named.expect("named")).op,
+        Op::BatchNormApply { .. }
+    ));
     assert_eq!(
         count(&graph, |op| matches!(op, Op::BatchNormInputGrad { .. })),
         layers
