@@ -132,6 +132,15 @@ impl<'a> GemmOperand<'a> {
         }
     }
 
+    /// A view whose element `(i, j)` is `data[i·row_stride + j·col_stride]`.
+    pub fn strided(data: &'a [f32], row_stride: usize, col_stride: usize) -> Self {
+        GemmOperand {
+            data,
+            row_stride,
+            col_stride,
+        }
+    }
+
     /// Index one past the last element of a `rows x columns` view (0 when empty).
     fn extent(&self, rows: usize, columns: usize) -> usize {
         if rows == 0 || columns == 0 {
@@ -144,6 +153,9 @@ impl<'a> GemmOperand<'a> {
 
 /// `dst (m x n, row stride dst_row_stride) = [dst +] lhs (m x k) · rhs (k x n)`, on the
 /// calling thread.
+///
+/// Calls from rayon tasks must stay single-threaded; [`gemm_f32_parallel`] is the variant
+/// that spreads one large product over the current pool.
 ///
 /// # Panics
 ///
@@ -162,6 +174,74 @@ pub fn gemm_f32(
     lhs: GemmOperand<'_>,
     rhs: GemmOperand<'_>,
 ) {
+    let shape = GemmShape {
+        m,
+        n,
+        k,
+        dst_row_stride,
+        accumulate,
+    };
+    gemm_with(shape, dst, lhs, rhs, gemm::Parallelism::None);
+}
+
+/// [`gemm_f32`] spread over the threads of the current rayon pool.
+///
+/// The `gemm` crate splits the result into tiles across threads and never splits the
+/// contracted dimension, and its blocking depends on the shape only, so every result bit is
+/// the same as on one thread (a unit test of `matmul` checks this).
+///
+/// # Panics
+///
+/// As [`gemm_f32`].
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a GEMM has this many independent parameters"
+)]
+pub fn gemm_f32_parallel(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    dst_row_stride: usize,
+    accumulate: bool,
+    lhs: GemmOperand<'_>,
+    rhs: GemmOperand<'_>,
+) {
+    let shape = GemmShape {
+        m,
+        n,
+        k,
+        dst_row_stride,
+        accumulate,
+    };
+    let threads = rayon::current_num_threads();
+    gemm_with(shape, dst, lhs, rhs, gemm::Parallelism::Rayon(threads));
+}
+
+/// Sizes and destination layout of one GEMM call.
+#[derive(Clone, Copy)]
+struct GemmShape {
+    m: usize,
+    n: usize,
+    k: usize,
+    dst_row_stride: usize,
+    accumulate: bool,
+}
+
+fn gemm_with(
+    shape: GemmShape,
+    dst: &mut [f32],
+    lhs: GemmOperand<'_>,
+    rhs: GemmOperand<'_>,
+    parallelism: gemm::Parallelism,
+) {
+    let GemmShape {
+        m,
+        n,
+        k,
+        dst_row_stride,
+        accumulate,
+    } = shape;
     let dst_view = GemmOperand::row_major(dst, dst_row_stride);
     assert!(
         dst_view.extent(m, n) <= dst.len(),
@@ -200,7 +280,7 @@ pub fn gemm_f32(
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            parallelism,
         );
     }
 }

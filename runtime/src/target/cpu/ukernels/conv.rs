@@ -1,15 +1,28 @@
 //! 2-D convolution (NCHW, groups = 1) on host slices: forward, input gradient and weight
-//! gradient, each as a per-image im2col followed by a GEMM of the `gemm` crate.
+//! gradient, each computed image by image as GEMMs of the `gemm` crate.
+//!
+//! Three methods, chosen by shape ([`Method`]):
+//! - pointwise (1x1, stride 1, no padding): the image itself is the GEMM operand;
+//! - shifted rows (stride-1 convolutions with wide enough outputs, see `shifted`): `Kw`
+//!   shifted copies of the zero-padded image, and one GEMM per kernel row that reads them at
+//!   a row offset;
+//! - im2col (the others, see `im2col`): the full patch matrix, one GEMM.
+//!
+//! The input gradient of a stride-1 convolution is the forward convolution of `dy` with the
+//! flipped, transposed kernel; otherwise it is `Wᵀ·dy` scattered back by col2im.
 //!
 //! Invariant: every result is bitwise reproducible. Work is cut into fixed pieces (one image,
 //! or a fixed chunk of images for the weight gradient) that do not depend on the number of
-//! threads; a reduction across pieces is summed in piece order after all pieces finish.
-//! The im2col buffer of one image (at most a few hundred KB for CIFAR networks) stays in the
-//! core's L2 cache, which is why no batch-wide im2col matrix is ever built.
+//! threads; a reduction across pieces is summed in piece order after all pieces finish. The
+//! per-image buffers (a few hundred KB for CIFAR networks) stay in the core's L2 cache, which
+//! is why no batch-wide patch matrix is ever built.
+
+mod im2col;
+mod shifted;
 
 use rayon::prelude::*;
 
-use super::{gemm_f32, with_scratch, GemmOperand, WEIGHT_GRAD_CHUNK_IMAGES};
+use super::{gemm_f32, GemmOperand, WEIGHT_GRAD_CHUNK_IMAGES};
 
 /// The geometry of one convolution call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,11 +78,11 @@ impl ConvShape {
         self.out_height() * self.out_width()
     }
 
-    fn in_image_len(&self) -> usize {
+    pub(super) fn in_image_len(&self) -> usize {
         self.in_channels * self.in_height * self.in_width
     }
 
-    fn out_image_len(&self) -> usize {
+    pub(super) fn out_image_len(&self) -> usize {
         self.out_channels * self.out_pixels()
     }
 
@@ -80,7 +93,7 @@ impl ConvShape {
     }
 
     /// True when im2col is the identity (1x1 kernel, stride 1, no padding).
-    fn is_pointwise(&self) -> bool {
+    pub(super) fn is_pointwise(&self) -> bool {
         self.kernel_height == 1
             && self.kernel_width == 1
             && self.stride == (1, 1)
@@ -97,69 +110,111 @@ fn out_extent(input: usize, kernel: usize, stride: usize, padding: usize) -> usi
     }
 }
 
+/// How a convolution is computed; see the module docs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Method {
+    Pointwise,
+    Shifted,
+    Im2col,
+}
+
+/// Below this output width the shifted method's extra columns (`Wp - Wo` of every `Wp`) cost
+/// more than the im2col copy it saves (measured on CIFAR shapes: 8x8 loses, 16x16 wins).
+const SHIFTED_MIN_OUT_WIDTH: usize = 16;
+
+/// Below this operand depth (`Cin·Kw`) the shifted weight gradient's GEMMs (`Cin·Kw x Cout`
+/// results) are too small to run fast, and one im2col GEMM (`Cin·Kh·Kw x Cout`) wins.
+const SHIFTED_MIN_DEPTH: usize = 96;
+
+impl Method {
+    /// The method of the forward pass (and of a stride-1 input gradient).
+    fn for_forward(shape: &ConvShape) -> Self {
+        if shape.is_pointwise() {
+            Method::Pointwise
+        } else if shape.stride == (1, 1) && shape.out_width() >= SHIFTED_MIN_OUT_WIDTH {
+            Method::Shifted
+        } else {
+            Method::Im2col
+        }
+    }
+
+    /// The method of the weight gradient.
+    fn for_weight_grad(shape: &ConvShape) -> Self {
+        let depth = shape.in_channels * shape.kernel_width;
+        match Method::for_forward(shape) {
+            Method::Shifted if depth < SHIFTED_MIN_DEPTH => Method::Im2col,
+            method => method,
+        }
+    }
+
+    /// Row of tap `(ci, kh, kw)` in the transposed weight gradient `(taps x Cout)` the method
+    /// accumulates.
+    fn tap_row(self, shape: &ConvShape, (ci, kh, kw): (usize, usize, usize)) -> usize {
+        let (kernel_height, kernel_width) = (shape.kernel_height, shape.kernel_width);
+        match self {
+            Method::Pointwise | Method::Im2col => (ci * kernel_height + kh) * kernel_width + kw,
+            Method::Shifted => (kh * shape.in_channels + ci) * kernel_width + kw,
+        }
+    }
+}
+
 /// `y = conv(x, w) + b`: `x [N,Cin,H,W]`, `w [Cout,Cin,Kh,Kw]`, `bias` empty or `[Cout]`,
 /// `y [N,Cout,Ho,Wo]` (overwritten).
 pub fn forward(shape: &ConvShape, x: &[f32], w: &[f32], bias: &[f32], y: &mut [f32]) {
     if shape.out_pixels() == 0 || shape.batch == 0 {
         return;
     }
+    let method = Method::for_forward(shape);
+    let rows = match method {
+        Method::Shifted => shifted::weight_rows(shape, w),
+        Method::Pointwise | Method::Im2col => Vec::new(),
+    };
     let in_len = shape.in_image_len();
     let out_len = shape.out_image_len();
     y.par_chunks_mut(out_len)
         .enumerate()
         .for_each(|(image, y_image)| {
             let x_image = &x[image * in_len..(image + 1) * in_len];
-            forward_image(shape, x_image, w, bias, y_image);
+            match method {
+                Method::Pointwise => pointwise_forward(shape, x_image, w, bias, y_image),
+                Method::Shifted => shifted::forward_image(shape, x_image, &rows, bias, y_image),
+                Method::Im2col => im2col::forward_image(shape, x_image, w, bias, y_image),
+            }
         });
 }
 
-/// One image of [`forward`]: `y (Cout x HoWo) = W (Cout x CinKK) · col (CinKK x HoWo) + b`.
-fn forward_image(shape: &ConvShape, x: &[f32], w: &[f32], bias: &[f32], y: &mut [f32]) {
+/// One image of a pointwise convolution: `y (Cout x HW) = W (Cout x Cin) · x (Cin x HW) + b`.
+fn pointwise_forward(shape: &ConvShape, x: &[f32], w: &[f32], bias: &[f32], y: &mut [f32]) {
     let pixels = shape.out_pixels();
-    let patch = shape.patch_len();
-    let has_bias = !bias.is_empty();
-    if has_bias {
-        for (row, &value) in y.chunks_mut(pixels).zip(bias) {
-            row.fill(value);
-        }
+    let has_bias = fill_bias(bias, pixels, y);
+    let weight = GemmOperand::row_major(w, shape.in_channels);
+    let image = GemmOperand::row_major(x, pixels);
+    gemm_f32(
+        shape.out_channels,
+        pixels,
+        shape.in_channels,
+        y,
+        pixels,
+        has_bias,
+        weight,
+        image,
+    );
+}
+
+/// Sets each channel of `y` to its bias; false (and `y` untouched) when there is no bias.
+fn fill_bias(bias: &[f32], pixels: usize, y: &mut [f32]) -> bool {
+    for (row, &value) in y.chunks_mut(pixels).zip(bias) {
+        row.fill(value);
     }
-    let weight = GemmOperand::row_major(w, patch);
-    if shape.is_pointwise() {
-        let col = GemmOperand::row_major(x, pixels);
-        gemm_f32(
-            shape.out_channels,
-            pixels,
-            patch,
-            y,
-            pixels,
-            has_bias,
-            weight,
-            col,
-        );
-        return;
-    }
-    with_scratch(patch * pixels, |col| {
-        im2col(shape, x, col);
-        let col = GemmOperand::row_major(col, pixels);
-        gemm_f32(
-            shape.out_channels,
-            pixels,
-            patch,
-            y,
-            pixels,
-            has_bias,
-            weight,
-            col,
-        );
-    });
+    !bias.is_empty()
 }
 
 /// `dx = conv_input_grad(dy, w)`: `dy [N,Cout,Ho,Wo]`, `w [Cout,Cin,Kh,Kw]`, `dx [N,Cin,H,W]`
 /// (overwritten).
 ///
 /// With stride 1 and padding below the kernel size this is a forward convolution of `dy` with
-/// the flipped, transposed kernel and padding `K-1-p` (no scatter); otherwise each image
-/// computes `dcol = Wᵀ·dy` and scatters it back with col2im.
+/// the flipped, transposed kernel and padding `K-1-p`; otherwise each image computes
+/// `dcol = Wᵀ·dy` and scatters it back with col2im.
 pub fn input_grad(shape: &ConvShape, dy: &[f32], w: &[f32], dx: &mut [f32]) {
     if shape.batch == 0 {
         return;
@@ -175,7 +230,7 @@ pub fn input_grad(shape: &ConvShape, dy: &[f32], w: &[f32], dx: &mut [f32]) {
         .enumerate()
         .for_each(|(image, dx_image)| {
             let dy_image = &dy[image * out_len..(image + 1) * out_len];
-            input_grad_image(shape, dy_image, w, dx_image);
+            im2col::input_grad_image(shape, dy_image, w, dx_image);
         });
 }
 
@@ -219,39 +274,16 @@ fn flip_transpose(shape: &ConvShape, w: &[f32]) -> Vec<f32> {
     flipped
 }
 
-/// One image of the col2im path of [`input_grad`].
-fn input_grad_image(shape: &ConvShape, dy: &[f32], w: &[f32], dx: &mut [f32]) {
-    let pixels = shape.out_pixels();
-    let patch = shape.patch_len();
-    dx.fill(0.0);
-    if pixels == 0 {
-        return;
-    }
-    with_scratch(patch * pixels, |dcol| {
-        // dcol (CinKK x HoWo) = Wᵀ (CinKK x Cout) · dy (Cout x HoWo)
-        let weight_t = GemmOperand::transposed(w, patch);
-        let dy = GemmOperand::row_major(dy, pixels);
-        gemm_f32(
-            patch,
-            pixels,
-            shape.out_channels,
-            dcol,
-            pixels,
-            false,
-            weight_t,
-            dy,
-        );
-        col2im_add(shape, dcol, dx);
-    });
-}
-
 /// `dw = conv_weight_grad(dy, x)` summed over the batch, and `db = Σ dy` over batch and
 /// pixels when `db` is not empty: `dy [N,Cout,Ho,Wo]`, `x [N,Cin,H,W]`, `dw [Cout,Cin,Kh,Kw]`
 /// and `db [Cout]` (both overwritten).
 ///
 /// Images are cut into chunks of [`WEIGHT_GRAD_CHUNK_IMAGES`]; each chunk accumulates its own
-/// partial sum image by image, and the partials are added in chunk order.
+/// partial sum image by image, and the partials are added in chunk order. A partial holds the
+/// transposed gradient `(taps x Cout)`, which lets the GEMM read the patch matrix as it is
+/// laid out (about twice as fast as `dy · colᵀ` into `dw`).
 pub fn weight_grad(shape: &ConvShape, dy: &[f32], x: &[f32], dw: &mut [f32], db: &mut [f32]) {
+    let method = Method::for_weight_grad(shape);
     let weight_len = shape.out_channels * shape.patch_len();
     let bias_len = if db.is_empty() { 0 } else { shape.out_channels };
     let partial_len = weight_len + bias_len;
@@ -263,169 +295,69 @@ pub fn weight_grad(shape: &ConvShape, dy: &[f32], x: &[f32], dw: &mut [f32], db:
             .enumerate()
             .for_each(|(chunk, partial)| {
                 let first = chunk * WEIGHT_GRAD_CHUNK_IMAGES;
-                let images = first..(first + WEIGHT_GRAD_CHUNK_IMAGES).min(shape.batch);
-                let (dw_partial, db_partial) = partial.split_at_mut(weight_len);
-                for image in images {
-                    weight_grad_image(shape, dy, x, image, dw_partial, db_partial);
+                let (dw_t, db_partial) = partial.split_at_mut(weight_len);
+                for image in first..(first + WEIGHT_GRAD_CHUNK_IMAGES).min(shape.batch) {
+                    weight_grad_image(shape, method, dy, x, image, dw_t, db_partial);
                 }
             });
     }
     dw.fill(0.0);
     db.fill(0.0);
     for partial in partials.chunks(partial_len) {
-        let (dw_partial, db_partial) = partial.split_at(weight_len);
-        dw.iter_mut()
-            .zip(dw_partial)
-            .for_each(|(total, part)| *total += part);
+        let (dw_t, db_partial) = partial.split_at(weight_len);
+        add_transposed(shape, method, dw_t, dw);
         db.iter_mut()
             .zip(db_partial)
             .for_each(|(total, part)| *total += part);
     }
 }
 
-/// Adds image `image`'s contribution to `dw` (and to `db` unless empty).
+/// Adds image `image`'s contribution to the transposed partial `dw_t` and to `db` (unless
+/// empty).
 fn weight_grad_image(
     shape: &ConvShape,
+    method: Method,
     dy: &[f32],
     x: &[f32],
     image: usize,
-    dw: &mut [f32],
+    dw_t: &mut [f32],
     db: &mut [f32],
 ) {
     let pixels = shape.out_pixels();
-    let patch = shape.patch_len();
     let dy_image = &dy[image * shape.out_image_len()..][..shape.out_image_len()];
     let x_image = &x[image * shape.in_image_len()..][..shape.in_image_len()];
     for (total, row) in db.iter_mut().zip(dy_image.chunks(pixels)) {
         *total += row.iter().sum::<f32>();
     }
-    // dw (Cout x CinKK) += dy (Cout x HoWo) · colᵀ (HoWo x CinKK)
-    let dy_operand = GemmOperand::row_major(dy_image, pixels);
-    if shape.is_pointwise() {
-        let col_t = GemmOperand::transposed(x_image, pixels);
-        gemm_f32(
-            shape.out_channels,
-            patch,
-            pixels,
-            dw,
-            patch,
-            true,
-            dy_operand,
-            col_t,
-        );
-        return;
+    match method {
+        Method::Pointwise => {
+            // dwᵀ (Cin x Cout) += x (Cin x HW) · dyᵀ (HW x Cout)
+            let (cin, cout) = (shape.in_channels, shape.out_channels);
+            let image = GemmOperand::row_major(x_image, pixels);
+            let dy_t = GemmOperand::transposed(dy_image, pixels);
+            gemm_f32(cin, cout, pixels, dw_t, cout, true, image, dy_t);
+        }
+        Method::Shifted => shifted::weight_grad_image(shape, dy_image, x_image, dw_t),
+        Method::Im2col => im2col::weight_grad_image(shape, dy_image, x_image, dw_t),
     }
-    with_scratch(patch * pixels, |col| {
-        im2col(shape, x_image, col);
-        let col_t = GemmOperand::transposed(col, pixels);
-        gemm_f32(
-            shape.out_channels,
-            patch,
-            pixels,
-            dw,
-            patch,
-            true,
-            dy_operand,
-            col_t,
-        );
-    });
 }
 
-/// Fills `col (CinKK x HoWo)` with the patches of one image `x (Cin x H x W)`; taps that fall
-/// in the padding are 0.
-fn im2col(shape: &ConvShape, x: &[f32], col: &mut [f32]) {
-    let (out_height, out_width) = (shape.out_height(), shape.out_width());
-    let plane = shape.in_height * shape.in_width;
-    let mut rows = col.chunks_mut(out_height * out_width);
-    for channel in x.chunks(plane).take(shape.in_channels) {
-        for kh in 0..shape.kernel_height {
-            for kw in 0..shape.kernel_width {
-                let Some(row) = rows.next() else { return };
-                for (oh, out_row) in row.chunks_mut(out_width).enumerate() {
-                    match input_row(shape, oh, kh) {
-                        Some(ih) => {
-                            let line = &channel[ih * shape.in_width..][..shape.in_width];
-                            gather_line(shape, kw, line, out_row);
-                        }
-                        None => out_row.fill(0.0),
+/// `dw[co][ci][kh][kw] += dw_t[tap_row(ci, kh, kw)][co]`.
+fn add_transposed(shape: &ConvShape, method: Method, dw_t: &[f32], dw: &mut [f32]) {
+    let cout = shape.out_channels;
+    let mut targets = dw.iter_mut();
+    for co in 0..cout {
+        for ci in 0..shape.in_channels {
+            for kh in 0..shape.kernel_height {
+                for kw in 0..shape.kernel_width {
+                    let row = method.tap_row(shape, (ci, kh, kw));
+                    if let Some(target) = targets.next() {
+                        *target += dw_t[row * cout + co];
                     }
                 }
             }
         }
     }
-}
-
-/// Adds `dcol (CinKK x HoWo)` back onto the image gradient `dx (Cin x H x W)`.
-fn col2im_add(shape: &ConvShape, dcol: &[f32], dx: &mut [f32]) {
-    let (out_height, out_width) = (shape.out_height(), shape.out_width());
-    let plane = shape.in_height * shape.in_width;
-    let mut rows = dcol.chunks(out_height * out_width);
-    for channel in dx.chunks_mut(plane).take(shape.in_channels) {
-        for kh in 0..shape.kernel_height {
-            for kw in 0..shape.kernel_width {
-                let Some(row) = rows.next() else { return };
-                for (oh, out_row) in row.chunks(out_width).enumerate() {
-                    if let Some(ih) = input_row(shape, oh, kh) {
-                        let line = &mut channel[ih * shape.in_width..][..shape.in_width];
-                        scatter_line(shape, kw, out_row, line);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The input row read by output row `oh` at kernel row `kh`, or `None` in the padding.
-fn input_row(shape: &ConvShape, oh: usize, kh: usize) -> Option<usize> {
-    (oh * shape.stride.0 + kh)
-        .checked_sub(shape.padding.0)
-        .filter(|&ih| ih < shape.in_height)
-}
-
-/// The range of output columns whose input column `ow·s + kw - p` lies inside `[0, W)`.
-fn valid_columns(shape: &ConvShape, kw: usize, out_width: usize) -> (usize, usize) {
-    let (stride, pad) = (shape.stride.1, shape.padding.1);
-    // ow·s + kw >= pad  <=>  ow >= ceil((pad - kw) / s)
-    let first = pad.saturating_sub(kw).div_ceil(stride);
-    // ow·s + kw - pad < W  <=>  ow < (W + pad - kw) / s rounded up
-    let last = (shape.in_width + pad).saturating_sub(kw).div_ceil(stride);
-    (
-        first.min(out_width),
-        last.min(out_width).max(first.min(out_width)),
-    )
-}
-
-/// `out[ow] = line[ow·s + kw - p]`, 0 outside the line.
-fn gather_line(shape: &ConvShape, kw: usize, line: &[f32], out: &mut [f32]) {
-    let (first, last) = valid_columns(shape, kw, out.len());
-    out[..first].fill(0.0);
-    out[last..].fill(0.0);
-    if first == last {
-        return;
-    }
-    let start = first * shape.stride.1 + kw - shape.padding.1;
-    if shape.stride.1 == 1 {
-        out[first..last].copy_from_slice(&line[start..start + (last - first)]);
-    } else {
-        let source = line[start..].iter().step_by(shape.stride.1);
-        out[first..last]
-            .iter_mut()
-            .zip(source)
-            .for_each(|(target, value)| *target = *value);
-    }
-}
-
-/// `line[ow·s + kw - p] += out[ow]` for the columns inside the line.
-fn scatter_line(shape: &ConvShape, kw: usize, out: &[f32], line: &mut [f32]) {
-    let (first, last) = valid_columns(shape, kw, out.len());
-    if first == last {
-        return;
-    }
-    let start = first * shape.stride.1 + kw - shape.padding.1;
-    let targets = line[start..].iter_mut().step_by(shape.stride.1);
-    targets
-        .zip(&out[first..last])
-        .for_each(|(target, value)| *target += value);
 }
 
 #[cfg(test)]

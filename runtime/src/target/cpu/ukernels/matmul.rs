@@ -1,15 +1,11 @@
 //! Matrix product with transpose flags and an optional row-broadcast bias, for dense layers
 //! and their gradients.
 //!
-//! Invariant: deterministic. Large products are split into fixed blocks of rows of the result
-//! (the block size is a constant), each computed whole by one thread; no reduction is split.
+//! Invariant: deterministic. Large products run as one `gemm` call spread over the pool, which
+//! splits the result into tiles and never the contracted dimension (see
+//! [`super::gemm_f32_parallel`]); small ones run on the calling thread.
 
-use rayon::prelude::*;
-
-use super::{gemm_f32, GemmOperand};
-
-/// Rows of the result per parallel block.
-const ROW_BLOCK: usize = 64;
+use super::{gemm_f32, gemm_f32_parallel, GemmOperand};
 
 /// Products with fewer multiply-adds than this run on the calling thread.
 const PARALLEL_MIN_WORK: usize = 1 << 21;
@@ -38,30 +34,6 @@ impl MatmulShape {
 
 /// `c = op(a)·op(b) + bias`, `bias` empty or `[n]`; `c` is overwritten.
 pub fn matmul(shape: &MatmulShape, a: &[f32], b: &[f32], bias: &[f32], c: &mut [f32]) {
-    let MatmulShape { m, n, k, .. } = *shape;
-    if m == 0 || n == 0 {
-        return;
-    }
-    if m * n * k < PARALLEL_MIN_WORK || m <= ROW_BLOCK {
-        matmul_rows(shape, a, b, bias, 0, c);
-        return;
-    }
-    c.par_chunks_mut(ROW_BLOCK * n)
-        .enumerate()
-        .for_each(|(block, c_block)| {
-            matmul_rows(shape, a, b, bias, block * ROW_BLOCK, c_block);
-        });
-}
-
-/// Rows `first..first + c.len() / n` of the product.
-fn matmul_rows(
-    shape: &MatmulShape,
-    a: &[f32],
-    b: &[f32],
-    bias: &[f32],
-    first: usize,
-    c: &mut [f32],
-) {
     let MatmulShape {
         m,
         n,
@@ -69,22 +41,28 @@ fn matmul_rows(
         transpose_a,
         transpose_b,
     } = *shape;
-    let rows = c.len() / n;
+    if m == 0 || n == 0 {
+        return;
+    }
     let has_bias = !bias.is_empty();
     if has_bias {
         c.chunks_mut(n).for_each(|row| row.copy_from_slice(bias));
     }
     let lhs = if transpose_a {
-        GemmOperand::transposed(&a[first..], m)
+        GemmOperand::transposed(a, m)
     } else {
-        GemmOperand::row_major(&a[first * k..], k)
+        GemmOperand::row_major(a, k)
     };
     let rhs = if transpose_b {
         GemmOperand::transposed(b, k)
     } else {
         GemmOperand::row_major(b, n)
     };
-    gemm_f32(rows, n, k, c, n, has_bias, lhs, rhs);
+    if m * n * k < PARALLEL_MIN_WORK {
+        gemm_f32(m, n, k, c, n, has_bias, lhs, rhs);
+    } else {
+        gemm_f32_parallel(m, n, k, c, n, has_bias, lhs, rhs);
+    }
 }
 
 #[cfg(test)]
