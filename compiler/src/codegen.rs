@@ -186,3 +186,130 @@ fn program_slot(name: String, ty: &TensorType, storage: Storage) -> TensorSlot {
         storage,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use runtime::program::{HostTensor, ParamStore, TensorRef};
+    use runtime::target::cpu::CpuExecutable;
+
+    use super::*;
+    use crate::autodiff::{eval_graph, training_graph, SgdOptions};
+    use crate::mlir::kernel_tests::{assert_close, draw, Draw};
+    use crate::pipeline::{compile_source, CompileOptions};
+    use crate::reference::{self, Feeds, Mode};
+
+    const TINY_RESNET: &str = "
+block basic(x, width, stride = 1) {
+    y = x |> conv(width, kernel: 3, stride: stride, pad: 1, bias: false) |> batchnorm |> relu
+    y = y |> conv(width, kernel: 3, pad: 1, bias: false) |> batchnorm
+    relu(y + shortcut(x, width, stride: stride))
+}
+model tiny(classes = 5) {
+    input image: [3, 8, 7]
+    x = image |> conv(4, kernel: 3, pad: 1, bias: false) |> batchnorm |> relu
+    x = x |> basic(4) |> basic(8, stride: 2)
+    output logits = x |> global_avgpool |> flatten |> dense(classes)
+}
+";
+
+    const TINY_LENET: &str = "
+model tiny(classes = 4) {
+    input image: [1, 12, 11]
+    x = image |> conv(3, kernel: 3) |> prelu |> maxpool(2)
+    x = x |> conv(5, kernel: 2, stride: 2) |> relu |> avgpool(2, pad: 1)
+    output logits = x |> flatten |> dropout(0.25) |> dense(classes)
+}
+";
+
+    /// The phase-1 (`coop`) and phase-2 (`lower`) forward graphs of `text`.
+    fn forward_graphs(text: &str) -> (SourceFile, Vec<Graph>) {
+        let source = SourceFile::new("tiny.coop", text);
+        let compiled = compile_source(&source, &CompileOptions::default()).expect("front end");
+        (source, vec![compiled.coop, compiled.lowered])
+    }
+
+    /// One training step and one evaluation on both the CPU and the reference, compared.
+    fn check_step(text: &str, batch: usize) {
+        let (source, forwards) = forward_graphs(text);
+        for forward in &forwards {
+            let training = training_graph(forward, &SgdOptions::default()).expect("training");
+            let evaluation = eval_graph(forward).expect("evaluation");
+            let program = compile_program(&training, &evaluation, &source, 4).expect("codegen");
+            let mut executable = CpuExecutable::compile(&program).expect("compile");
+
+            let state = reference::init_params(&training, 5);
+            let image_node = training.node_ids().into_iter().find(|&id| {
+                matches!(training.node(id).op, crate::ir::Op::Input { .. })
+            });
+            let image_ty = &training.node(image_node.expect("image")).ty;
+            let mut rng = runtime::rng::Rng::seed_from(9);
+            let image = draw(&mut rng, batch * image_ty.item_elements(), Draw::Uniform);
+            let classes = training.node(training.output("logits").expect("logits")).ty.dims[0];
+            let labels: Vec<i32> = (0..batch).map(|i| (i * 7 % classes) as i32).collect();
+            let seed = 0xDEAD_BEEF_0123_4567u64;
+            let lr = [0.1f32];
+            let seed_words = [seed as u32 as i32, (seed >> 32) as u32 as i32];
+
+            let mut store = ParamStore::default();
+            for (name, values) in &state {
+                let node = training.param(name).expect("param");
+                let shape = reference::full_dims(&training.node(node).ty, 1);
+                let values: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+                store.insert(name.clone(), HostTensor::f32(shape, values));
+            }
+            let feeds = [
+                ("image", TensorRef::F32(&image)),
+                ("labels", TensorRef::I32(&labels)),
+                ("lr", TensorRef::F32(&lr)),
+                ("dropout_seed", TensorRef::I32(&seed_words)),
+            ];
+            let outputs = executable.run(TRAIN_STEP, batch, &feeds, &mut store).expect("train");
+
+            let mut feeds_f64 = Feeds::new(batch, Mode::Train);
+            feeds_f64.inputs.insert("image".into(), image.iter().map(|&v| f64::from(v)).collect());
+            feeds_f64.labels.insert("labels".into(), labels.clone());
+            feeds_f64.scalars.insert("lr".into(), 0.1);
+            feeds_f64.dropout_seed = seed;
+            let mut reference_state: reference::State = state
+                .iter()
+                .map(|(name, values)| (name.clone(), values.iter().map(|&v| f64::from(v as f32)).collect()))
+                .collect();
+            let values = reference::run(&training, &feeds_f64, &mut reference_state).expect("ref");
+            for name in ["loss", "correct", "logits"] {
+                let found = outputs[name].as_f32().expect("f32");
+                let found: Vec<f64> = found.iter().map(|&v| f64::from(v)).collect();
+                let expected = &values[&training.output(name).expect("output")];
+                assert_close(name, &found, expected, 1e-4, 1e-5);
+            }
+            let by_name: BTreeMap<&String, &HostTensor> = store.tensors.iter().collect();
+            for (name, expected) in &reference_state {
+                let found = by_name[name].as_f32().expect("f32");
+                let found: Vec<f64> = found.iter().map(|&v| f64::from(v)).collect();
+                assert_close(name, &found, expected, 1e-4, 1e-5);
+            }
+
+            // Evaluation on the updated state.
+            let eval_outputs = executable.run(EVAL_STEP, batch, &feeds, &mut store).expect("eval");
+            let mut eval_feeds = feeds_f64.clone();
+            eval_feeds.mode = Mode::Eval;
+            let eval_values =
+                reference::run(&evaluation, &eval_feeds, &mut reference_state).expect("ref eval");
+            let found = eval_outputs["logits"].as_f32().expect("f32");
+            let found: Vec<f64> = found.iter().map(|&v| f64::from(v)).collect();
+            let expected = &eval_values[&evaluation.output("logits").expect("logits")];
+            assert_close("eval logits", &found, expected, 1e-4, 1e-5);
+        }
+    }
+
+    #[test]
+    fn tiny_resnet_training_step_matches_the_reference_in_both_phases() {
+        check_step(TINY_RESNET, 3);
+    }
+
+    #[test]
+    fn tiny_lenet_with_prelu_pools_and_dropout_matches_the_reference() {
+        check_step(TINY_LENET, 4);
+    }
+}

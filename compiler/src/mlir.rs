@@ -20,7 +20,9 @@ mod loss;
 mod reduce;
 pub mod scalar;
 #[cfg(test)]
-mod kernel_tests;
+pub(crate) mod kernel_tests;
+#[cfg(test)]
+mod snapshot_tests;
 mod window;
 pub mod writer;
 

@@ -51,13 +51,13 @@ pub(crate) fn emit(emit: &mut Emit<'_>) -> Result<(), MlirError> {
     let mut sources: BTreeMap<NodeId, Source> = BTreeMap::new();
     let mut outputs: Vec<NodeId> = Vec::new();
     let mut in_place: BTreeMap<usize, usize> = BTreeMap::new();
-    for (index, arg) in emit.kernel.args.iter().enumerate() {
-        if arg.access == Access::Write {
-            if let Some(read) = emit.same_slot_as.get(index).copied().flatten() {
-                in_place.insert(read, outputs.len());
-            }
+    let writes = emit.kernel.args.iter().enumerate().filter(|(_, arg)| arg.access != Access::Read);
+    for (output, (index, _)) in writes.enumerate() {
+        if let Some(read) = emit.same_slot_as.get(index).copied().flatten() {
+            in_place.insert(read, output);
         }
     }
+    let body_reads = values_read_in_body(emit);
     for index in 0..emit.kernel.args.len() {
         let arg = emit.kernel.args[index];
         let value = match arg.value {
@@ -69,6 +69,9 @@ pub(crate) fn emit(emit: &mut Emit<'_>) -> Result<(), MlirError> {
             Access::Read => {
                 if let Some(&output) = in_place.get(&index) {
                     sources.insert(value, Source::Output(output));
+                    continue;
+                }
+                if !body_reads.contains(&value) {
                     continue;
                 }
                 let operand = read_operand(emit, index, &space_ty, &groups, first)?;
@@ -163,6 +166,29 @@ fn space_sizes(ty: &TensorType, groups: &[usize]) -> Vec<usize> {
         next += count;
     }
     sizes
+}
+
+/// Operand slots of `op` that only its per-channel prologue reads.
+fn prologue_slots(op: &Op) -> &'static [usize] {
+    match op {
+        Op::BatchNormApply { .. } | Op::BatchNorm { .. } => &[1, 2, 3, 4],
+        Op::BatchNormInputGrad { .. } => &[3, 4, 5, 6],
+        _ => &[],
+    }
+}
+
+/// The values the main generic's body reads (operands not consumed only by a prologue).
+fn values_read_in_body(emit: &Emit<'_>) -> std::collections::BTreeSet<NodeId> {
+    let mut read = std::collections::BTreeSet::new();
+    for &node in &emit.kernel.nodes {
+        let skip = prologue_slots(&emit.graph.node(node).op);
+        for (slot, operand) in emit.graph.inputs(node).into_iter().enumerate() {
+            if !skip.contains(&slot) {
+                read.insert(operand);
+            }
+        }
+    }
+    read
 }
 
 /// How many dimensions of the group's type each loop covers.
