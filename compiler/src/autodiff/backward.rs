@@ -13,6 +13,9 @@ use super::rules::{rule, RuleContext, Upstream};
 use super::AutodiffError;
 use crate::ir::{Graph, NodeId, Op};
 
+/// One gradient contribution to a node: the (user, slot) it came through, and its value.
+type Contribution = ((NodeId, usize), NodeId);
+
 /// The gradient node of each requested node that reaches the loss.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Gradients {
@@ -54,7 +57,7 @@ pub fn backward(
 ) -> Result<Gradients, AutodiffError> {
     let order = graph.topological_order().ok_or(AutodiffError::Cycle)?;
     let needs = needs_gradient(graph, &order, loss, wrt);
-    let mut contributions: BTreeMap<NodeId, Vec<((NodeId, usize), NodeId)>> = BTreeMap::new();
+    let mut contributions: BTreeMap<NodeId, Vec<Contribution>> = BTreeMap::new();
     let mut gradients = Gradients::default();
     for &id in order.iter().rev() {
         if !needs[id.index()] {
@@ -116,7 +119,7 @@ fn needs_gradient(graph: &Graph, order: &[NodeId], loss: NodeId, wrt: &[NodeId])
 
 /// The sum of the gradient contributions to `id`: the one contribution itself, or
 /// `Add(contributions...)` in (user, slot) order, spanned like `id`.
-fn accumulate(graph: &mut Graph, id: NodeId, mut parts: Vec<((NodeId, usize), NodeId)>) -> NodeId {
+fn accumulate(graph: &mut Graph, id: NodeId, mut parts: Vec<Contribution>) -> NodeId {
     parts.sort_by_key(|(origin, _)| *origin);
     match parts.as_slice() {
         [(_, single)] => *single,

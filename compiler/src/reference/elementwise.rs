@@ -35,43 +35,44 @@ fn slope_lookup<'a>(
     Ok(move |index: usize| slope.data[layout.channel_of(index)])
 }
 
+/// `f(index, value)` for every element of `x`.
+fn map_elements(x: Tensor, f: impl Fn(usize, f64) -> f64) -> Vec<f64> {
+    x.data
+        .iter()
+        .enumerate()
+        .map(|(index, &value)| f(index, value))
+        .collect()
+}
+
 /// `F(x)` for one activation, element-wise (`slope` is PReLU's second operand).
 pub(crate) fn activation(
     act: &Activation,
     x: Tensor,
     slope: Option<Tensor>,
 ) -> Result<Vec<f64>, ReferenceError> {
-    let values = x.data.iter().copied().enumerate();
     Ok(match *act {
-        Activation::Relu => values.map(|(_, v)| v.max(0.0)).collect(),
+        Activation::Relu => map_elements(x, |_, v| v.max(0.0)),
         Activation::Prelu => {
             let slope = slope_lookup("prelu", x, slope)?;
-            values
-                .map(|(i, v)| if v > 0.0 { v } else { slope(i) * v })
-                .collect()
+            map_elements(x, |i, v| if v > 0.0 { v } else { slope(i) * v })
         }
         Activation::Elu { alpha } => {
             let alpha = f64::from(alpha);
-            values
-                .map(|(_, v)| if v > 0.0 { v } else { alpha * v.exp_m1() })
-                .collect()
+            map_elements(x, |_, v| if v > 0.0 { v } else { alpha * v.exp_m1() })
         }
         Activation::Softplus { beta, threshold } => {
             let (beta, threshold) = (f64::from(beta), f64::from(threshold));
-            let softplus = |v: f64| {
+            map_elements(x, |_, v| {
                 if beta * v > threshold {
                     v
                 } else {
                     (beta * v).exp().ln_1p() / beta
                 }
-            };
-            values.map(|(_, v)| softplus(v)).collect()
+            })
         }
         Activation::LeakyRelu { slope } => {
             let slope = f64::from(slope);
-            values
-                .map(|(_, v)| if v > 0.0 { v } else { slope * v })
-                .collect()
+            map_elements(x, |_, v| if v > 0.0 { v } else { slope * v })
         }
         Activation::Identity => x.data.to_vec(),
     })

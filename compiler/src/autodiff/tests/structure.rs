@@ -319,6 +319,27 @@ fn missing_or_mistyped_logits_are_errors() {
         matches!(error, AutodiffError::LogitsType { .. }),
         "{error:?}"
     );
+
+    let mut with_loss = tiny_resnet(&ActivationStyle::Relu);
+    let logits = with_loss.output("logits").expect("logits");
+    with_loss.add_output("loss", logits);
+    let error = training_graph(&with_loss, &SgdOptions::default()).unwrap_err();
+    assert_eq!(error, AutodiffError::DuplicateOutput { name: "loss" });
+}
+
+#[test]
+fn no_gradient_is_computed_for_the_image() {
+    let forward = tiny_resnet(&ActivationStyle::Relu);
+    let graph = training_graph(&forward, &SgdOptions::default()).expect("training graph");
+    let convs = count(&forward, |op| matches!(op, Op::Conv2d { .. }));
+    assert_eq!(
+        count(&graph, |op| matches!(op, Op::Conv2dInputGrad { .. })),
+        convs - 1
+    );
+    assert_eq!(
+        count(&graph, |op| matches!(op, Op::Conv2dWeightGrad { .. })),
+        convs
+    );
 }
 
 #[test]
