@@ -349,3 +349,95 @@ impl Instantiator<'_, '_> {
         self.aborted = true;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::print::print_graph;
+    use grammar::SourceFile;
+
+    fn built(text: &str) -> Result<Built, Vec<BuildError>> {
+        let file = grammar::parse(&SourceFile::new("t.coop", text)).expect("test source parses");
+        build(&file, &BuildOptions::default())
+    }
+
+    fn printed(text: &str) -> String {
+        print_graph(&built(text).expect("test model builds").graph)
+    }
+
+    const HEAD: &str = "block unit(x, width) { x |> conv(width, kernel: 3, pad: 1) |> relu }\n";
+
+    #[test]
+    fn a_pipe_is_a_call_with_the_piped_value_first() {
+        let piped = printed("model m { input i: [3, 8, 8]\n output o = i |> conv(4, kernel: 3) }");
+        let called = printed("model m { input i: [3, 8, 8]\n output o = conv(i, 4, kernel: 3) }");
+        assert_eq!(piped, called);
+    }
+
+    #[test]
+    fn a_standalone_repeat_feeds_its_first_argument() {
+        let piped =
+            format!("{HEAD}model m {{ input i: [3, 8, 8]\n output o = i |> repeat 2 unit(4) }}");
+        let alone =
+            format!("{HEAD}model m {{ input i: [3, 8, 8]\n output o = repeat 2 unit(i, 4) }}");
+        let nested =
+            format!("{HEAD}model m {{ input i: [3, 8, 8]\n output o = unit(unit(i, 4), 4) }}");
+        assert_eq!(printed(&piped), printed(&alone));
+        assert_eq!(printed(&piped), printed(&nested));
+        assert!(printed(&piped).contains("\"unit2.conv1.weight\""));
+    }
+
+    #[test]
+    fn labels_name_scopes_and_repetitions() {
+        let text = format!(
+            "{HEAD}model m {{ input i: [3, 8, 8]\n x = i |> unit(4) as stem\n \
+             output o = x |> repeat 2 unit(4) as body }}"
+        );
+        let graph = built(&text).expect("builds").graph;
+        for name in [
+            "stem.conv1.weight",
+            "body.0.conv1.weight",
+            "body.1.conv1.bias",
+        ] {
+            assert!(graph.param(name).is_some(), "{name} missing");
+        }
+    }
+
+    #[test]
+    fn arithmetic_on_parameters_and_overrides() {
+        let text = "model m(width = 4) { input i: [3, 8, 8]\n output o = i |> conv(width * 2 - 1, \
+                    kernel: 1) }";
+        let file = grammar::parse(&SourceFile::new("t.coop", text)).expect("parses");
+        let options = BuildOptions {
+            model: None,
+            overrides: vec![("width".into(), ExprKind::Int(8))],
+        };
+        let graph = build(&file, &options).expect("builds").graph;
+        let weight = graph.param("conv1.weight").expect("conv1.weight");
+        assert_eq!(graph.node(weight).ty.dims, [15, 3, 1, 1]);
+    }
+
+    #[test]
+    fn recursion_is_found_before_expanding_and_reported_once() {
+        let text = "block a(x) { x |> b }\nblock b(x) { x |> a }\nblock c(x) { c(x) }\n\
+                    model m { input i: [4]\n output o = i |> a |> c }";
+        let errors = built(text).expect_err("recursive blocks");
+        let cycles: Vec<String> = errors
+            .iter()
+            .filter_map(|error| match error {
+                BuildError::Recursion { cycle, .. } => Some(cycle.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(cycles, ["a -> b -> a", "c -> c"]);
+        assert_eq!(errors.len(), 2, "{errors:?}");
+    }
+
+    #[test]
+    fn a_mistake_in_a_block_used_many_times_is_reported_once() {
+        let text = "block u(x) { x |> relu(slope: 1) }\nmodel m { input i: [4]\n \
+                    output o = i |> repeat 5 u }";
+        let errors = built(text).expect_err("unknown named argument");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+    }
+}

@@ -307,6 +307,19 @@ pub enum OptionError {
         #[help]
         help: String,
     },
+    /// `--model` names a model the file does not have.
+    #[error("no model `{name}` in this file")]
+    #[diagnostic(code(options::unknown_model))]
+    UnknownModel {
+        /// The name given.
+        name: String,
+        /// Where in the option.
+        #[label("not a model of the file")]
+        span: Span,
+        /// The file's models.
+        #[help]
+        help: String,
+    },
     /// A name that is not an activation (for `--activations` or `--target`).
     #[error("unknown activation `{name}`")]
     #[diagnostic(code(options::unknown_activation))]

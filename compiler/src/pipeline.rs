@@ -238,7 +238,24 @@ fn check_overrides(file: &File, options: &CompileOptions) -> Result<(), CompileE
         })
         .collect();
     let model = match &options.model {
-        Some(name) => models.iter().find(|model| model.name.name == *name),
+        Some(name) => {
+            let found = models.iter().find(|model| model.name.name == *name);
+            if found.is_none() {
+                let names: Vec<&str> = models
+                    .iter()
+                    .map(|model| model.name.name.as_str())
+                    .collect();
+                let error = OptionError::UnknownModel {
+                    name: name.clone(),
+                    span: Span::new(0, name.len() as u32),
+                    help: format!("its models: {}", names.join(", ")),
+                };
+                return Err(CompileError::Option(Box::new(Located::new(
+                    error, "--model", name,
+                ))));
+            }
+            found
+        }
         None if models.len() == 1 => models.first(),
         None => None,
     };
@@ -358,5 +375,48 @@ mod tests {
         );
         assert!(Override::parse("classes").is_err());
         assert!(Override::parse("2x=1").is_err());
+    }
+
+    #[test]
+    fn a_file_with_several_models_needs_a_choice() {
+        let text = "model a { input i: [4]\n output o = i |> relu }\n\
+                    model b { input i: [4]\n output o = i |> dense(2) }";
+        let source = SourceFile::new("two.coop", text);
+        let error = compile_source(&source, &CompileOptions::default()).unwrap_err();
+        assert!(
+            error.render().contains("several models (a, b)"),
+            "{}",
+            error.render()
+        );
+        let chosen = CompileOptions {
+            model: Some("b".into()),
+            ..CompileOptions::default()
+        };
+        assert_eq!(compile_source(&source, &chosen).unwrap().model, "b");
+        let unknown = CompileOptions {
+            model: Some("c".into()),
+            ..CompileOptions::default()
+        };
+        let error = compile_source(&source, &unknown).unwrap_err();
+        assert!(
+            error.render().contains("no model `c` in this file"),
+            "{}",
+            error.render()
+        );
+    }
+
+    #[test]
+    fn add_loss_appends_a_scalar_cross_entropy() {
+        let source = SourceFile::new(
+            "m.coop",
+            "model m { input i: [4]\n output logits = i |> dense(3) }",
+        );
+        let mut graph = compile_source(&source, &CompileOptions::default())
+            .unwrap()
+            .baseline;
+        let loss = add_loss(&mut graph).unwrap();
+        assert_eq!(graph.node(loss).ty, crate::ir::TensorType::scalar());
+        assert_eq!(graph.output("loss"), Some(loss));
+        assert_eq!(verify(&graph), Ok(()));
     }
 }
