@@ -5,6 +5,8 @@
 //! `main` renders it and picks the exit code.
 
 pub mod compile;
+pub mod eval;
+pub mod train;
 
 use clap::{ArgAction, Parser, Subcommand};
 use miette::Diagnostic;
@@ -29,12 +31,18 @@ pub enum Command {
     /// Compile a model: print its layers, parameters per phase and multiply-accumulates, or one
     /// stage of the pipeline (`--emit`).
     Compile(compile::Args),
+    /// Train an experiment (YAML) with the two-phase procedure, or resume a run.
+    Train(train::Args),
+    /// Test loss and accuracy of a saved model (a checkpoint or a run directory).
+    Eval(eval::Args),
 }
 
 /// Runs `command`.
 pub fn run(command: Command) -> Result<(), Failure> {
     match command {
         Command::Compile(args) => compile::run(&args),
+        Command::Train(args) => train::run(&args),
+        Command::Eval(args) => eval::run(&args),
     }
 }
 

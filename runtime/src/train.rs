@@ -31,16 +31,16 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::data::Batcher;
+pub use crate::experiment::{BatchSource, RunData};
 use crate::experiment::Plan;
 use crate::program::{ParamStore, Program, Storage};
 
 pub use carry::{carry_into, CarryReport};
-pub use data::{load_data, load_test_split};
+pub use data::load_test_split;
 pub use epoch::{evaluate, Evaluation};
 pub use error::TrainError;
 pub use observer::{BatchProgress, Event, Flow, Observer, QuietObserver};
-pub use resume::{checkpoint_of, restore_store, store_tensors};
+pub use resume::{checkpoint_of, expected_for, restore_store, store_tensors};
 pub use session::{train, Outcome, Summary};
 
 /// Feed name of the class labels (`i32[N]`), as the compiler's autodiff names it.
@@ -165,38 +165,6 @@ pub fn program_hash(program: &Program) -> String {
         .collect()
 }
 
-/// The images of one split with the order they are visited in.
-#[derive(Clone, Debug)]
-pub struct SplitData {
-    /// Builds the batches (augmentation and shuffling decided by its options).
-    pub batcher: Arc<Batcher>,
-    /// The indices of the data set's images that belong to the split.
-    pub indices: Arc<[u32]>,
-}
-
-impl SplitData {
-    /// The number of images in the split.
-    pub fn len(&self) -> usize {
-        self.indices.len()
-    }
-
-    /// True when the split holds no image.
-    pub fn is_empty(&self) -> bool {
-        self.indices.is_empty()
-    }
-}
-
-/// The data of a run.
-#[derive(Clone, Debug)]
-pub struct TrainData {
-    /// The training images (shuffled, maybe augmented).
-    pub train: SplitData,
-    /// The test split, evaluated after epochs.
-    pub test: SplitData,
-    /// Images held out of training for validation, evaluated with the test split.
-    pub validation: Option<SplitData>,
-}
-
 /// One phase of a run: its plan and its compiled network.
 #[derive(Clone, Debug)]
 pub struct PhaseRun {
@@ -215,9 +183,11 @@ pub struct RunSpec {
     pub phases: Vec<PhaseRun>,
     /// The run directory: metrics and checkpoints go there.
     pub dir: PathBuf,
-    /// Checkpoint every this many epochs (0: only at phase ends).
+    /// Checkpoint after every this many global epochs (0: only at phase ends, which always
+    /// get one).
     pub checkpoint_every: u32,
-    /// Evaluate every this many epochs (the last epoch of each phase always is).
+    /// Evaluate after every this many global epochs (the last epoch of each phase always
+    /// is).
     pub eval_every: u32,
     /// The experiment seed: the trainer's RNG derives from it.
     pub seed: u64,
@@ -246,8 +216,8 @@ impl RunSpec {
             name: plan.name.clone(),
             phases,
             dir,
-            checkpoint_every: 1,
-            eval_every: 1,
+            checkpoint_every: plan.checkpoint_every,
+            eval_every: plan.eval_every,
             seed: 0,
             config_hash: String::new(),
             coopc_version: String::new(),

@@ -1,5 +1,5 @@
 //! One epoch: every batch of the training split through `train_step` (batches prepared ahead
-//! by the [`EpochLoader`]), then the evaluation of a split through `eval_step`.
+//! by the [`crate::data::EpochLoader`]), then the evaluation of a split through `eval_step`.
 //!
 //! Invariant: the epoch's sums are accumulated in `f64` in batch order, so they depend only
 //! on the per-batch outputs; the dropout seed of each step is the next draw of the trainer's
@@ -11,18 +11,14 @@ use std::time::Instant;
 
 use super::observer::{BatchProgress, Event, Flow, Observer};
 use super::{
-    SplitData, TrainError, CORRECT_OUTPUT, DROPOUT_SEED_FEED, EVAL_ENTRY, LABELS_FEED, LOSS_OUTPUT,
+    BatchSource, TrainError, CORRECT_OUTPUT, DROPOUT_SEED_FEED, EVAL_ENTRY, LABELS_FEED, LOSS_OUTPUT,
     LR_FEED, TRAIN_ENTRY,
 };
-use crate::data::EpochLoader;
 use crate::experiment::EpochPlan;
 use crate::program::{DType, HostTensor, ParamStore, Program, Storage, TensorRef};
 use crate::rng::Rng;
 use crate::target::cpu::CpuExecutable;
 use crate::target::TargetError;
-
-/// Batches kept ready by the loader ahead of the one training.
-const PREFETCH: usize = 4;
 
 /// The feeds of a program besides labels, rate and seed: the image input's name, and whether
 /// a dropout seed is fed.
@@ -109,17 +105,11 @@ pub(super) enum EpochEnd {
 /// Trains epoch `plan` over `split`.
 pub(super) fn train_epoch(
     stepper: &mut Stepper<'_>,
-    split: &SplitData,
+    split: &BatchSource,
     plan: &EpochPlan,
     observer: &mut dyn Observer,
 ) -> Result<EpochEnd, TrainError> {
-    let loader = EpochLoader::spawn(
-        split.batcher.clone(),
-        split.indices.clone(),
-        u64::from(plan.epoch),
-        0,
-        PREFETCH,
-    );
+    let loader = split.epoch(plan.epoch, 0);
     let batches = loader.len();
     observer.event(Event::EpochStarted { plan, batches });
     let started = Instant::now();
@@ -193,14 +183,14 @@ pub struct Evaluation {
 pub fn evaluate(
     executable: &mut CpuExecutable,
     store: &mut ParamStore,
-    split: &SplitData,
+    split: &BatchSource,
 ) -> Result<Evaluation, TargetError> {
     let image = Feeds::of(executable.program())
         .map_err(|_| TargetError::MissingTensor {
             name: "image".to_string(),
         })?
         .image;
-    let loader = EpochLoader::spawn(split.batcher.clone(), split.indices.clone(), 0, 0, PREFETCH);
+    let loader = split.epoch(0, 0);
     let (mut images, mut loss_sum, mut correct_sum) = (0usize, 0.0f64, 0.0f64);
     for batch in loader {
         let feeds = [

@@ -45,8 +45,8 @@ pub fn restore_store(checkpoint: &Checkpoint, model: &PhaseModel) -> ParamStore 
     store
 }
 
-/// What a run expects of a checkpoint of `model`.
-pub(super) fn expected(spec: &RunSpec, model: &PhaseModel) -> Expected {
+/// What a run with configuration hash `config_hash` expects of a checkpoint of `model`.
+pub fn expected_for(model: &PhaseModel, config_hash: &str) -> Expected {
     let shapes = |kinds: &[TensorKind]| {
         model
             .initial
@@ -57,7 +57,7 @@ pub(super) fn expected(spec: &RunSpec, model: &PhaseModel) -> Expected {
             .collect()
     };
     Expected {
-        config_hash: spec.config_hash.clone(),
+        config_hash: config_hash.to_string(),
         program_hash: model.program_hash(),
         weights: shapes(&[TensorKind::Trained, TensorKind::Statistic]),
         optimizer: shapes(&[TensorKind::Optimizer]),
@@ -147,7 +147,7 @@ pub(super) fn find(spec: &RunSpec) -> Result<Option<Resumed>, TrainError> {
     };
     let checkpoint = checkpoint::load(&dir)?;
     let model = &spec.phases[phase_index].model;
-    checkpoint.check(&dir, &expected(spec, model))?;
+    checkpoint.check(&dir, &expected_for(model, &spec.config_hash))?;
     Ok(Some(Resumed {
         dir,
         checkpoint,

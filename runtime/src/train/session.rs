@@ -13,7 +13,7 @@ use super::carry::{carry_into, CarryReport};
 use super::epoch::{evaluate, train_epoch, EpochEnd, Evaluation, Feeds, Stepper};
 use super::observer::{Event, Flow, Observer};
 use super::resume::{self, Position};
-use super::{PhaseModel, PhaseRun, RunSpec, SplitData, TrainData, TrainError};
+use super::{PhaseModel, PhaseRun, RunSpec, BatchSource, RunData, TrainError};
 use crate::experiment::EpochPlan;
 use crate::metrics::{EpochMetrics, MetricsLog};
 use crate::program::{ParamStore, Storage};
@@ -55,7 +55,7 @@ pub enum Outcome {
 /// The moving parts of a run.
 struct Runner<'a> {
     spec: &'a RunSpec,
-    data: &'a TrainData,
+    data: &'a RunData,
     metrics: MetricsLog,
     observer: &'a mut dyn Observer,
     rng: Rng,
@@ -76,7 +76,7 @@ struct Runner<'a> {
 /// does not belong to the run, file-system failures, a target failure, or divergence.
 pub fn train(
     spec: &RunSpec,
-    data: &TrainData,
+    data: &RunData,
     observer: &mut dyn Observer,
 ) -> Result<Outcome, TrainError> {
     let _span = tracing::info_span!("train", run = %spec.name).entered();
@@ -330,7 +330,7 @@ impl Runner<'_> {
             images_per_s: 0.0,
         };
         let last_of_phase = epoch.phase_epoch == phase.plan.epochs;
-        if !(last_of_phase || epoch.phase_epoch % self.spec.eval_every.max(1) == 0) {
+        if !(last_of_phase || epoch.epoch % self.spec.eval_every.max(1) == 0) {
             return Ok(record);
         }
         let data = self.data;
@@ -348,7 +348,7 @@ impl Runner<'_> {
     fn evaluate_split(
         &mut self,
         what: &'static str,
-        split: &SplitData,
+        split: &BatchSource,
         executable: &mut CpuExecutable,
         store: &mut ParamStore,
         epoch: &EpochPlan,
@@ -384,11 +384,11 @@ impl Runner<'_> {
     }
 }
 
-/// True when a checkpoint follows `epoch`: every `checkpoint_every` epochs of its phase, and
-/// at the phase's end.
+/// True when a checkpoint follows `epoch`: every `checkpoint_every` global epochs, and at the
+/// end of each phase (as [`crate::experiment::Plan::checkpoint_after`] says).
 fn checkpoint_due(spec: &RunSpec, phase: &PhaseRun, epoch: &EpochPlan) -> bool {
     let every = spec.checkpoint_every;
-    epoch.phase_epoch == phase.plan.epochs || (every > 0 && epoch.phase_epoch % every == 0)
+    epoch.phase_epoch == phase.plan.epochs || (every > 0 && epoch.epoch % every == 0)
 }
 
 /// The epochs of one phase, numbered globally.
@@ -407,7 +407,7 @@ fn epochs_of(phase: &PhaseRun) -> impl Iterator<Item = EpochPlan> + '_ {
 
 /// Checks that the training images have the shape of the model's image input, and that the
 /// batch fits the program.
-fn check_input(model: &PhaseModel, phase: u8, split: &SplitData) -> Result<(), TrainError> {
+fn check_input(model: &PhaseModel, phase: u8, split: &BatchSource) -> Result<(), TrainError> {
     let program = &model.program;
     let Ok(feeds) = Feeds::of(program) else {
         return Ok(());

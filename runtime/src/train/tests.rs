@@ -193,7 +193,7 @@ fn model(with_slope: bool, initial_w: [f32; 2]) -> Arc<PhaseModel> {
 
 /// 22 images (so the last batch of 4 holds 2); three quarters are class 1, and the pixels
 /// lean towards the label.
-fn split(seed: u64, shuffle: bool) -> SplitData {
+fn split(seed: u64, shuffle: bool) -> BatchSource {
     let count = 22u8;
     let labels: Vec<u16> = (0..count).map(|i| u16::from(i % 4 != 0)).collect();
     let images: Vec<u8> = (0..count)
@@ -215,17 +215,19 @@ fn split(seed: u64, shuffle: bool) -> SplitData {
         normalization: Normalization::unit(1),
         seed,
     };
-    SplitData {
+    BatchSource {
         batcher: Arc::new(Batcher::new(dataset, options).unwrap()),
         indices: (0..u32::from(count)).collect(),
     }
 }
 
-fn data() -> TrainData {
-    TrainData {
+fn data() -> RunData {
+    RunData {
         train: split(5, true),
         test: split(5, false),
         validation: None,
+        classes: 2,
+        image_shape: [1, 1, 2],
     }
 }
 
