@@ -215,14 +215,15 @@ impl Plan {
     /// Whether a checkpoint is written after global epoch `epoch`: every `checkpoint_every`
     /// epochs and at the end of each phase.
     pub fn checkpoint_after(&self, epoch: u32) -> bool {
-        let periodic = self.checkpoint_every > 0 && epoch % self.checkpoint_every == 0;
+        // `checked_rem` is `None` for a period of 0 (phase ends only).
+        let periodic = epoch.checked_rem(self.checkpoint_every) == Some(0);
         periodic || self.is_phase_end(epoch)
     }
 
     /// Whether the test split is evaluated after global epoch `epoch`: every `eval_every`
     /// epochs and after the last epoch of each phase.
     pub fn evaluate_after(&self, epoch: u32) -> bool {
-        epoch % self.eval_every == 0 || self.is_phase_end(epoch)
+        epoch.checked_rem(self.eval_every) == Some(0) || self.is_phase_end(epoch)
     }
 
     /// Whether `epoch` is the last epoch of its phase.

@@ -150,11 +150,20 @@ fn overrides_change_values_before_reading() {
 #[test]
 fn null_removes_an_optional_value_and_flow_mappings_replace_schedules() {
     let text = BASE.replace("variant: mix", "variant: mix\ntarget: relu");
-    assert!(parse_text(&text, &["variant=mixture"]).is_err(), "mixture refuses a target");
+    assert!(
+        parse_text(&text, &["variant=mixture"]).is_err(),
+        "mixture refuses a target"
+    );
     let mixture = parse_text(&text, &["variant=mixture", "target=null"]).unwrap();
     assert_eq!(mixture.target, None);
     let stepped = parse_text(BASE, &["phase1.schedule={step: {every: 1, factor: 0.5}}"]).unwrap();
-    assert_eq!(stepped.phase1.schedule, Schedule::Step { every: 1, factor: 0.5 });
+    assert_eq!(
+        stepped.phase1.schedule,
+        Schedule::Step {
+            every: 1,
+            factor: 0.5
+        }
+    );
 }
 
 #[test]
