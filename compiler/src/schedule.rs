@@ -8,7 +8,7 @@
 //! a kernel argument names has a slot in [`BufferPlan`], and arena slots with intersecting
 //! lifetimes do not overlap. The graph is not modified, so node ids survive.
 //!
-//! Steps: liveness, [`fuse`] (grouping), [`kernel`] (arguments), [`order`], [`buffers`].
+//! Steps: [`rewrite`], liveness, fusion, [`kernel`] (arguments), kernel order, [`buffers`].
 
 pub mod buffers;
 pub mod classify;
@@ -16,6 +16,7 @@ mod fuse;
 pub mod kernel;
 mod order;
 pub mod print;
+pub mod rewrite;
 
 use grammar::Span;
 use tracing::debug;
@@ -29,8 +30,11 @@ pub use kernel::{Access, Kernel, KernelArg, KernelKind, Value};
 use fuse::LiveGraph;
 
 /// The result of scheduling one graph.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Schedule {
+    /// The graph the kernels compute: the input graph after the memory-saving rewrites of
+    /// [`rewrite`] (node ids are those of the input graph).
+    pub graph: Graph,
     /// The kernels, in the order they run.
     pub kernels: Vec<Kernel>,
     /// Where every value lives.
@@ -50,6 +54,8 @@ pub struct ScheduleStats {
     pub fused_kernels: usize,
     /// Nodes dropped because no output or effect needs them.
     pub dead_nodes: usize,
+    /// What the rewrites before fusion changed.
+    pub rewrites: rewrite::RewriteStats,
 }
 
 /// Why a graph could not be scheduled (a bug in an earlier pass, never user input).
@@ -106,6 +112,9 @@ pub fn schedule(
     mode: GraphMode,
 ) -> Result<Schedule, ScheduleError> {
     let _span = tracing::info_span!("schedule").entered();
+    let mut rewritten = graph.clone();
+    let rewrites = rewrite::run(&mut rewritten);
+    let graph = &rewritten;
     let topological = graph.topological_order().ok_or(ScheduleError::CycleInGraph)?;
     let live = LiveGraph::new(graph, &topological);
     if live.order.is_empty() {
@@ -140,9 +149,11 @@ pub fn schedule(
         kernels: ordered.len(),
         fused_kernels: ordered.iter().filter(|kernel| kernel.nodes.len() > 1).count(),
         dead_nodes: graph.len() - live.order.len(),
+        rewrites,
     };
     debug!(?stats, arena_bytes = plan.arena_bytes, "scheduled");
-    Ok(Schedule { kernels: ordered, plan, stats })
+    drop(live);
+    Ok(Schedule { graph: rewritten, kernels: ordered, plan, stats })
 }
 
 /// Copy kernels for outputs that cannot be their node's own slot.

@@ -261,7 +261,7 @@ pub(crate) fn check(graph: &Graph, mode: GraphMode, batch: usize, max_batch: usi
     for (name, values) in &expected.outputs {
         let Some(found_values) = found.outputs.get(name) else {
             let schedule = crate::schedule::schedule(graph, max_batch, mode).expect("schedule");
-            let text = crate::schedule::print::print_schedule(graph, &schedule);
+            let text = crate::schedule::print::print_schedule(&schedule);
             panic!("output `{name}` missing from {:?}\n{text}", found.outputs.keys());
         };
         assert_close(name, found_values, values, 2e-5, 2e-6);

@@ -38,8 +38,9 @@ pub fn bytes_text(bytes: usize) -> String {
     }
 }
 
-/// The schedule of `graph` as text.
-pub fn print_schedule(graph: &Graph, schedule: &Schedule) -> String {
+/// The schedule as text.
+pub fn print_schedule(schedule: &Schedule) -> String {
+    let graph = &schedule.graph;
     let number = node_numbers(graph);
     let plan = &schedule.plan;
     let mut out = String::new();
