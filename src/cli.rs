@@ -4,6 +4,7 @@
 //! Invariant: a subcommand never prints reports or exits itself; it returns a [`Failure`] and
 //! `main` renders it and picks the exit code.
 
+pub mod bench;
 pub mod compile;
 pub mod eval;
 pub mod train;
@@ -35,6 +36,8 @@ pub enum Command {
     Train(train::Args),
     /// Test loss and accuracy of a saved model (a checkpoint or a run directory).
     Eval(eval::Args),
+    /// Measure training and inference speed, peak memory and compile time of a model.
+    Bench(bench::Args),
 }
 
 /// Runs `command`.
@@ -43,6 +46,7 @@ pub fn run(command: Command) -> Result<(), Failure> {
         Command::Compile(args) => compile::run(&args),
         Command::Train(args) => train::run(&args),
         Command::Eval(args) => eval::run(&args),
+        Command::Bench(args) => bench::run(&args),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Integration tests of the `coopc` binary and its crates, linked into one test binary.
 
+mod bench_cli;
 mod cli;
 mod errors;
 mod lowering;
