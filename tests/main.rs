@@ -8,3 +8,6 @@ mod no_panic;
 mod params;
 mod snapshots;
 mod support;
+mod train_run;
+mod train_support;
+mod train_variants;

@@ -31,8 +31,8 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-pub use crate::experiment::{BatchSource, RunData};
 use crate::experiment::Plan;
+pub use crate::experiment::{BatchSource, RunData};
 use crate::program::{ParamStore, Program, Storage};
 
 pub use carry::{carry_into, CarryReport};

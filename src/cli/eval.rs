@@ -35,11 +35,13 @@ pub struct Args {
 ///
 /// The checkpoint or its run cannot be found or read, does not match the compiled model,
 /// the model does not compile, or the data cannot be read.
-#[expect(clippy::print_stdout, reason = "the evaluation is the command's output")]
+#[expect(
+    clippy::print_stdout,
+    reason = "the evaluation is the command's output"
+)]
 pub fn run(args: &Args) -> Result<(), Failure> {
     let (run_dir, checkpoint_dir) = locate(&args.checkpoint)?;
-    let experiment =
-        experiment::load(&run_dir.join(CONFIG_FILE), &[]).map_err(Failure::user)?;
+    let experiment = experiment::load(&run_dir.join(CONFIG_FILE), &[]).map_err(Failure::user)?;
     let checkpoint = checkpoint::load(&checkpoint_dir).map_err(Failure::user)?;
     let phase = checkpoint.manifest.phase;
 
@@ -47,18 +49,31 @@ pub fn run(args: &Args) -> Result<(), Failure> {
     let plan = experiment.plan();
     let front = front_end(&experiment)?;
     let graphs = phase_graphs(&front, &plan)?;
-    let index = plan.phases.iter().position(|planned| planned.phase == phase);
+    let index = plan
+        .phases
+        .iter()
+        .position(|planned| planned.phase == phase);
     let Some(index) = index else {
         let dir = checkpoint_dir.clone();
-        return Err(Failure::user(train::TrainError::UnknownPhase { dir, phase }));
+        return Err(Failure::user(train::TrainError::UnknownPhase {
+            dir,
+            phase,
+        }));
     };
     let model = phase_model(&experiment, &front.source, &graphs[index])?;
     let expected = train::expected_for(&model, &experiment.config_hash());
-    checkpoint.check(&checkpoint_dir, &expected).map_err(Failure::user)?;
+    checkpoint
+        .check(&checkpoint_dir, &expected)
+        .map_err(Failure::user)?;
 
     let mut store = train::restore_store(&checkpoint, &model);
     let test = train::load_test_split(&experiment, args.data.as_deref()).map_err(Failure::user)?;
-    let target_failure = |error| internal(train::TrainError::Target { phase, source: error });
+    let target_failure = |error| {
+        internal(train::TrainError::Target {
+            phase,
+            source: error,
+        })
+    };
     let mut executable = CpuExecutable::compile(&model.program).map_err(target_failure)?;
     let result = train::evaluate(&mut executable, &mut store, &test).map_err(target_failure)?;
 
@@ -69,7 +84,10 @@ pub fn run(args: &Args) -> Result<(), Failure> {
         manifest.epoch,
         experiment.name
     );
-    println!("{}", parameter_line(&model, &graphs[index], &front.compiled.baseline));
+    println!(
+        "{}",
+        parameter_line(&model, &graphs[index], &front.compiled.baseline)
+    );
     println!(
         "test accuracy {:.2}% ({}/{}), loss {:.4}",
         100.0 * result.accuracy,
@@ -91,7 +109,9 @@ fn locate(path: &Path) -> Result<(PathBuf, PathBuf), Failure> {
     let latest = checkpoint::latest(&path.join(train::CHECKPOINTS_DIR)).map_err(Failure::user)?;
     match latest {
         Some((dir, _)) => Ok((path.to_path_buf(), dir)),
-        None => Err(Failure::user(EvalError::NoCheckpoint { path: path.to_path_buf() })),
+        None => Err(Failure::user(EvalError::NoCheckpoint {
+            path: path.to_path_buf(),
+        })),
     }
 }
 
@@ -111,8 +131,10 @@ fn parameter_line(
              model"
         );
     }
-    let baseline_count: usize =
-        reference.iter().map(|(_, shape)| shape.iter().product::<usize>()).sum();
+    let baseline_count: usize = reference
+        .iter()
+        .map(|(_, shape)| shape.iter().product::<usize>())
+        .sum();
     let extra: Vec<&str> = mine
         .iter()
         .filter(|entry| !reference.contains(entry))

@@ -60,7 +60,10 @@ pub struct Args {
 ///
 /// A bad experiment, a run directory that cannot be used, a model that does not compile,
 /// unreadable data, a checkpoint that does not belong to the run, or divergence.
-#[expect(clippy::print_stdout, reason = "the plan and the result are the command's output")]
+#[expect(
+    clippy::print_stdout,
+    reason = "the plan and the result are the command's output"
+)]
 pub fn run(args: &Args) -> Result<(), Failure> {
     let experiment = resolve_experiment(args)?;
     let plan = experiment.plan();
@@ -72,7 +75,11 @@ pub fn run(args: &Args) -> Result<(), Failure> {
         Some(dir) => dir.clone(),
         None => prepare_dir(args.out.as_deref(), &experiment)?,
     };
-    write_run_file(&dir.join(CONFIG_FILE), &experiment.to_yaml(), args.resume.is_some())?;
+    write_run_file(
+        &dir.join(CONFIG_FILE),
+        &experiment.to_yaml(),
+        args.resume.is_some(),
+    )?;
     write_run_file(&dir.join(PLAN_FILE), &plan.render(), false)?;
 
     let data = experiment.load_data().map_err(Failure::user)?;
@@ -90,7 +97,9 @@ pub fn run(args: &Args) -> Result<(), Failure> {
             println!("{}", dir.display());
             println!("{}", result_line(&summary, &spec));
         }
-        Outcome::Stopped { epoch } => println!("stopped in epoch {epoch}; --resume {}", dir.display()),
+        Outcome::Stopped { epoch } => {
+            println!("stopped in epoch {epoch}; --resume {}", dir.display())
+        }
     }
     Ok(())
 }
@@ -109,13 +118,18 @@ fn resolve_experiment(args: &Args) -> Result<Experiment, Failure> {
         return Ok(experiment);
     };
     if !stored_path.is_file() {
-        return Err(Failure::user(RunDirError::NotARun { dir: parent_of(&stored_path) }));
+        return Err(Failure::user(RunDirError::NotARun {
+            dir: parent_of(&stored_path),
+        }));
     }
     let stored = experiment::load(&stored_path, &[]).map_err(Failure::user)?;
     if stored.config_hash() != experiment.config_hash() {
         let differences = config_differences(&stored, &experiment);
         let dir = parent_of(&stored_path);
-        return Err(Failure::user(RunDirError::ConfigChanged { dir, differences }));
+        return Err(Failure::user(RunDirError::ConfigChanged {
+            dir,
+            differences,
+        }));
     }
     Ok(experiment)
 }
@@ -138,9 +152,15 @@ pub fn config_differences(stored: &Experiment, given: &Experiment) -> Vec<String
         .filter(|key| !ignored.contains(&key.as_str()) && old.get(*key) != new.get(*key))
         .map(|key| {
             let show = |map: &std::collections::BTreeMap<String, String>| {
-                map.get(key).cloned().unwrap_or_else(|| "nothing".to_string())
+                map.get(key)
+                    .cloned()
+                    .unwrap_or_else(|| "nothing".to_string())
             };
-            format!("{key}: the run has {}, this command {}", show(&old), show(&new))
+            format!(
+                "{key}: the run has {}, this command {}",
+                show(&old),
+                show(&new)
+            )
         })
         .collect()
 }
@@ -153,8 +173,15 @@ fn flatten_into(
     match value {
         serde_yaml::Value::Mapping(mapping) => {
             for (key, inner) in mapping {
-                let key = key.as_str().map(str::to_string).unwrap_or_else(|| format!("{key:?}"));
-                let path = if prefix.is_empty() { key } else { format!("{prefix}.{key}") };
+                let key = key
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("{key:?}"));
+                let path = if prefix.is_empty() {
+                    key
+                } else {
+                    format!("{prefix}.{key}")
+                };
                 flatten_into(inner, path, keys);
             }
         }
@@ -203,7 +230,9 @@ fn write_run_file(path: &Path, text: &str, keep: bool) -> Result<(), Failure> {
 
 /// `YYYYMMDD-HHMMSS` in UTC.
 pub fn utc_stamp(time: SystemTime) -> String {
-    let seconds = time.duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs());
+    let seconds = time
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
     let (days, rest) = (seconds / 86_400, seconds % 86_400);
     let (year, month, day) = civil_from_days(days as i64);
     let (hour, minute, second) = (rest / 3600, rest % 3600 / 60, rest % 60);
@@ -215,18 +244,26 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let shifted = days + 719_468;
     let era = shifted.div_euclid(146_097);
     let day_of_era = shifted.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153;
     let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 } as u32;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    } as u32;
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }
 
 /// The final line: test result, epochs, parameters.
 fn result_line(summary: &Summary, spec: &RunSpec) -> String {
-    let parameters = spec.phases.last().map_or(0, |phase| phase.model.parameter_count());
+    let parameters = spec
+        .phases
+        .last()
+        .map_or(0, |phase| phase.model.parameter_count());
     let epochs = summary.last_epoch;
     match summary.test {
         Some(test) => format!(
@@ -249,7 +286,10 @@ fn train_failure(error: TrainError) -> Failure {
 }
 
 fn io_failure(path: &Path, source: std::io::Error) -> Failure {
-    Failure::user(RunDirError::Io { path: path.to_path_buf(), source })
+    Failure::user(RunDirError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn parent_of(path: &Path) -> PathBuf {

@@ -16,9 +16,16 @@ use crate::experiment::Experiment;
 /// # Errors
 ///
 /// Any [`DataError`] of reading the files.
-pub fn load_test_split(experiment: &Experiment, dir: Option<&Path>) -> Result<BatchSource, DataError> {
+pub fn load_test_split(
+    experiment: &Experiment,
+    dir: Option<&Path>,
+) -> Result<BatchSource, DataError> {
     let config = &experiment.dataset;
-    let labels = if config.coarse_labels { Cifar100Labels::Coarse } else { Cifar100Labels::Fine };
+    let labels = if config.coarse_labels {
+        Cifar100Labels::Coarse
+    } else {
+        Cifar100Labels::Fine
+    };
     let dir = dir.unwrap_or(&config.path);
     let test = Arc::new(config.kind.load(dir, Split::Test, labels)?);
     let indices: Arc<[u32]> = (0..test.len() as u32).collect();

@@ -11,8 +11,8 @@ use std::time::Instant;
 
 use super::observer::{BatchProgress, Event, Flow, Observer};
 use super::{
-    BatchSource, TrainError, CORRECT_OUTPUT, DROPOUT_SEED_FEED, EVAL_ENTRY, LABELS_FEED, LOSS_OUTPUT,
-    LR_FEED, TRAIN_ENTRY,
+    BatchSource, TrainError, CORRECT_OUTPUT, DROPOUT_SEED_FEED, EVAL_ENTRY, LABELS_FEED,
+    LOSS_OUTPUT, LR_FEED, TRAIN_ENTRY,
 };
 use crate::experiment::EpochPlan;
 use crate::program::{DType, HostTensor, ParamStore, Program, Storage, TensorRef};

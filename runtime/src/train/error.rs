@@ -64,9 +64,10 @@ pub enum TrainError {
     },
     /// The loss became NaN or infinite.
     #[error(
-        "training diverged: the {what} loss {} of epoch {epoch} (phase {phase}, lr {lr}) is \
+        "training diverged: the {what} loss {} of epoch {epoch} (phase {phase}, lr {}) is \
          {loss}; the run stopped. {}",
         batch_text(.batch),
+        rate_text(*.lr),
         kept_checkpoint(.last_checkpoint)
     )]
     #[diagnostic(
@@ -129,6 +130,15 @@ pub enum TrainError {
         /// Its phase.
         phase: u8,
     },
+}
+
+/// A learning rate as a person writes it: `0.05`, or `1e30` for extreme ones.
+fn rate_text(lr: f64) -> String {
+    if lr != 0.0 && !(1e-4..1e6).contains(&lr.abs()) {
+        format!("{lr:e}")
+    } else {
+        crate::experiment::plan::format_lr(lr)
+    }
 }
 
 fn batch_text(batch: &Option<(usize, usize)>) -> String {

@@ -13,7 +13,7 @@ use super::carry::{carry_into, CarryReport};
 use super::epoch::{evaluate, train_epoch, EpochEnd, Evaluation, Feeds, Stepper};
 use super::observer::{Event, Flow, Observer};
 use super::resume::{self, Position};
-use super::{PhaseModel, PhaseRun, RunSpec, BatchSource, RunData, TrainError};
+use super::{BatchSource, PhaseModel, PhaseRun, RunData, RunSpec, TrainError};
 use crate::experiment::EpochPlan;
 use crate::metrics::{EpochMetrics, MetricsLog};
 use crate::program::{ParamStore, Storage};

@@ -77,11 +77,8 @@ pub fn phase_graphs(front: &Front, plan: &Plan) -> Result<Vec<Graph>, Failure> {
         Variant::Wnla => {
             let mut graph = compiled.baseline.clone();
             lower::wnla(&mut graph).map_err(|error| {
-                let located = compiler::error::Located::new(
-                    error,
-                    &front.source.name,
-                    &front.source.text,
-                );
+                let located =
+                    compiler::error::Located::new(error, &front.source.name, &front.source.text);
                 Failure::Compile(CompileError::Pass {
                     stage: "wnla".into(),
                     error: Box::new(located),
@@ -106,7 +103,9 @@ pub fn phase_models(experiment: &Experiment, plan: &Plan) -> Result<Vec<Arc<Phas
     let printed: Vec<String> = graphs.iter().map(print_graph).collect();
     let mut models: Vec<Arc<PhaseModel>> = Vec::with_capacity(graphs.len());
     for (index, graph) in graphs.iter().enumerate() {
-        let shared = printed[..index].iter().position(|earlier| *earlier == printed[index]);
+        let shared = printed[..index]
+            .iter()
+            .position(|earlier| *earlier == printed[index]);
         let model = match shared {
             Some(earlier) => models[earlier].clone(),
             None => Arc::new(phase_model(experiment, &front.source, graph)?),
@@ -137,12 +136,15 @@ pub fn phase_model(
     let training = autodiff::training_graph(forward, &sgd).map_err(Failure::user)?;
     let evaluation = autodiff::eval_graph(forward).map_err(Failure::user)?;
     let max_batch = experiment.batch_size as usize;
-    let program =
-        compile_program(&training, &evaluation, source, max_batch).map_err(internal)?;
+    let program = compile_program(&training, &evaluation, source, max_batch).map_err(internal)?;
 
     let values = init_params(&training, experiment.seed);
     let mut initial = ParamStore::default();
-    for slot in program.tensors.iter().filter(|slot| slot.storage == Storage::Persistent) {
+    for slot in program
+        .tensors
+        .iter()
+        .filter(|slot| slot.storage == Storage::Persistent)
+    {
         let Some(found) = values.get(&slot.name) else {
             let problem = format!("no initial value for the program's tensor `{}`", slot.name);
             return Err(internal(GlueError { problem }));
@@ -150,7 +152,11 @@ pub fn phase_model(
         let data: Vec<f32> = found.iter().map(|&value| value as f32).collect();
         initial.insert(slot.name.clone(), HostTensor::f32(slot.shape(1), data));
     }
-    Ok(PhaseModel { program, initial, kinds: tensor_kinds(&training) })
+    Ok(PhaseModel {
+        program,
+        initial,
+        kinds: tensor_kinds(&training),
+    })
 }
 
 /// The kind of every parameter node of a training graph, by name.
@@ -195,7 +201,12 @@ fn compile_options(experiment: &Experiment) -> Result<CompileOptions, Failure> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| Failure::Compile(CompileError::Option(error)))?;
     let coop = CoopOptions {
-        activations: experiment.mix.activations.iter().map(|&name| activation(name)).collect(),
+        activations: experiment
+            .mix
+            .activations
+            .iter()
+            .map(|&name| activation(name))
+            .collect(),
         weights: experiment
             .mix
             .beta
@@ -207,8 +218,16 @@ fn compile_options(experiment: &Experiment) -> Result<CompileOptions, Failure> {
         Variant::Mixture => Target::Keep,
         _ => Target::Activation(activation(experiment.target())),
     };
-    let lower = LowerOptions { target, ..LowerOptions::default() };
-    Ok(CompileOptions { overrides, coop, lower, ..CompileOptions::default() })
+    let lower = LowerOptions {
+        target,
+        ..LowerOptions::default()
+    };
+    Ok(CompileOptions {
+        overrides,
+        coop,
+        lower,
+        ..CompileOptions::default()
+    })
 }
 
 fn param_text(value: &ModelParam) -> String {
@@ -226,7 +245,10 @@ fn activation(name: ActivationName) -> Activation {
         ActivationName::Relu => Activation::Relu,
         ActivationName::Prelu => Activation::Prelu,
         ActivationName::Elu => Activation::Elu { alpha: 1.0 },
-        ActivationName::Softplus => Activation::Softplus { beta: 1.0, threshold: 20.0 },
+        ActivationName::Softplus => Activation::Softplus {
+            beta: 1.0,
+            threshold: 20.0,
+        },
         ActivationName::LeakyRelu => Activation::LeakyRelu { slope: 0.01 },
         ActivationName::Identity => Activation::Identity,
     }
@@ -234,12 +256,18 @@ fn activation(name: ActivationName) -> Activation {
 
 /// A failure that is coopc's bug, not the user's.
 pub fn internal(diagnostic: impl miette::Diagnostic + Send + Sync + 'static) -> Failure {
-    Failure::Report { report: miette::Report::new(diagnostic), internal: true }
+    Failure::Report {
+        report: miette::Report::new(diagnostic),
+        internal: true,
+    }
 }
 
 /// A file of the run that cannot be read.
 pub fn read_failure(path: &Path, source: std::io::Error) -> Failure {
-    Failure::user(ReadError { path: path.display().to_string(), source })
+    Failure::user(ReadError {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// A file that cannot be read.

@@ -40,7 +40,10 @@ impl Progress {
     }
 
     /// Prints one line on stderr, above the bar when one is shown.
-    #[expect(clippy::print_stderr, reason = "progress lines are the reporter's output")]
+    #[expect(
+        clippy::print_stderr,
+        reason = "progress lines are the reporter's output"
+    )]
     fn line(&self, text: &str) {
         match &self.bar {
             Some(bar) => bar.println(text),
@@ -50,7 +53,10 @@ impl Progress {
 
     fn start_epoch(&mut self, epoch: u32, phase: u8, lr: f64, batches: usize) {
         let lr = format_lr(lr);
-        let prefix = format!("epoch {epoch}/{} (phase {phase}, lr {lr})", self.total_epochs);
+        let prefix = format!(
+            "epoch {epoch}/{} (phase {phase}, lr {lr})",
+            self.total_epochs
+        );
         if !self.terminal {
             self.last_line = Instant::now();
             return;
@@ -94,12 +100,21 @@ impl Observer for Progress {
     fn event(&mut self, event: Event<'_>) -> Flow {
         match event {
             Event::Resumed { dir, epoch } => {
-                self.line(&format!("resuming after epoch {epoch} from {}", dir.display()));
+                self.line(&format!(
+                    "resuming after epoch {epoch} from {}",
+                    dir.display()
+                ));
             }
             Event::Compiled { phase, seconds } => {
-                self.line(&format!("phase {phase}: program compiled in {seconds:.1} s"));
+                self.line(&format!(
+                    "phase {phase}: program compiled in {seconds:.1} s"
+                ));
             }
-            Event::PhaseStarted { plan, parameters, carry } => {
+            Event::PhaseStarted {
+                plan,
+                parameters,
+                carry,
+            } => {
                 self.line(&phase_line(plan, parameters));
                 for line in carry.map(carry_lines).unwrap_or_default() {
                     self.line(&line);
@@ -147,7 +162,11 @@ pub fn carry_lines(report: &CarryReport) -> Vec<String> {
         report.carried.len()
     )];
     if !report.dropped.is_empty() {
-        let names: Vec<String> = report.dropped.iter().map(|(name, _)| name.clone()).collect();
+        let names: Vec<String> = report
+            .dropped
+            .iter()
+            .map(|(name, _)| name.clone())
+            .collect();
         lines.push(format!(
             "  dropped {} tensors ({} values): {}",
             names.len(),
@@ -161,13 +180,20 @@ pub fn carry_lines(report: &CarryReport) -> Vec<String> {
     }
     if !report.fresh.is_empty() {
         let count = report.fresh.len();
-        lines.push(format!("  freshly initialised {count}: {}", listed(&report.fresh)));
+        lines.push(format!(
+            "  freshly initialised {count}: {}",
+            listed(&report.fresh)
+        ));
     }
     lines
 }
 
 fn listed(names: &[String]) -> String {
-    let shown: Vec<&str> = names.iter().take(LISTED_NAMES).map(String::as_str).collect();
+    let shown: Vec<&str> = names
+        .iter()
+        .take(LISTED_NAMES)
+        .map(String::as_str)
+        .collect();
     let more = names.len().saturating_sub(LISTED_NAMES);
     if more == 0 {
         shown.join(", ")
@@ -187,10 +213,16 @@ pub fn epoch_line(record: &EpochMetrics, total_epochs: u32) -> String {
         100.0 * record.train_acc
     );
     if let (Some(loss), Some(accuracy)) = (record.test_loss, record.test_acc) {
-        line.push_str(&format!(", test loss {loss:.4} acc {:.2}%", 100.0 * accuracy));
+        line.push_str(&format!(
+            ", test loss {loss:.4} acc {:.2}%",
+            100.0 * accuracy
+        ));
     }
     if let (Some(loss), Some(accuracy)) = (record.validation_loss, record.validation_acc) {
-        line.push_str(&format!(", validation loss {loss:.4} acc {:.2}%", 100.0 * accuracy));
+        line.push_str(&format!(
+            ", validation loss {loss:.4} acc {:.2}%",
+            100.0 * accuracy
+        ));
     }
     line.push_str(&format!(
         ", {:.1} s, {:.0} img/s",
