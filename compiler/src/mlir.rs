@@ -16,11 +16,11 @@ mod contraction;
 mod effect;
 mod elementwise;
 pub mod generic;
+#[cfg(test)]
+pub(crate) mod kernel_tests;
 mod loss;
 mod reduce;
 pub mod scalar;
-#[cfg(test)]
-pub(crate) mod kernel_tests;
 #[cfg(test)]
 mod snapshot_tests;
 mod window;
@@ -137,7 +137,10 @@ impl Emit<'_> {
 
     /// Index of the argument bound to `value`.
     pub fn arg_of(&self, value: NodeId) -> Option<usize> {
-        self.kernel.args.iter().position(|arg| arg.value == Value::Node(value))
+        self.kernel
+            .args
+            .iter()
+            .position(|arg| arg.value == Value::Node(value))
     }
 }
 
@@ -173,7 +176,8 @@ impl ModuleBuilder {
             return Ok(name.clone());
         }
         let name = format!("k{}_{}", self.functions.len(), kernel_label(input));
-        self.functions.push(text.replacen(FUNCTION_PLACEHOLDER, &format!("@{name}"), 1));
+        self.functions
+            .push(text.replacen(FUNCTION_PLACEHOLDER, &format!("@{name}"), 1));
         self.by_key.insert(key, name.clone());
         self.declarations.extend(declarations);
         Ok(name)
@@ -277,7 +281,8 @@ fn emit_function(
     }
     let body = emit.writer.finish();
     let text = format!(
-        "  func.func {FUNCTION_PLACEHOLDER}({}) attributes {{llvm.emit_c_interface}} {{\n{body}  }}\n",
+        "  func.func {FUNCTION_PLACEHOLDER}({}) attributes {{llvm.emit_c_interface}} \
+         {{\n{body}  }}\n",
         params.join(", ")
     );
     Ok((text, emit.declarations))

@@ -115,15 +115,22 @@ pub fn schedule(
     let mut rewritten = graph.clone();
     let rewrites = rewrite::run(&mut rewritten);
     let graph = &rewritten;
-    let topological = graph.topological_order().ok_or(ScheduleError::CycleInGraph)?;
+    let topological = graph
+        .topological_order()
+        .ok_or(ScheduleError::CycleInGraph)?;
     let live = LiveGraph::new(graph, &topological);
     if live.order.is_empty() {
         return Err(ScheduleError::NothingToRun);
     }
     if mode == GraphMode::Train {
-        let batchnorm = live.order.iter().find(|&&id| matches!(live.op(id), Op::BatchNorm { .. }));
+        let batchnorm = live
+            .order
+            .iter()
+            .find(|&&id| matches!(live.op(id), Op::BatchNorm { .. }));
         if let Some(&id) = batchnorm {
-            return Err(ScheduleError::TrainingBatchNorm { span: graph.node(id).span });
+            return Err(ScheduleError::TrainingBatchNorm {
+                span: graph.node(id).span,
+            });
         }
     }
 
@@ -147,13 +154,21 @@ pub fn schedule(
     let stats = ScheduleStats {
         computed_nodes: ordered.iter().map(|kernel| kernel.nodes.len()).sum(),
         kernels: ordered.len(),
-        fused_kernels: ordered.iter().filter(|kernel| kernel.nodes.len() > 1).count(),
+        fused_kernels: ordered
+            .iter()
+            .filter(|kernel| kernel.nodes.len() > 1)
+            .count(),
         dead_nodes: graph.len() - live.order.len(),
         rewrites,
     };
     debug!(?stats, arena_bytes = plan.arena_bytes, "scheduled");
     drop(live);
-    Ok(Schedule { graph: rewritten, kernels: ordered, plan, stats })
+    Ok(Schedule {
+        graph: rewritten,
+        kernels: ordered,
+        plan,
+        stats,
+    })
 }
 
 /// Copy kernels for outputs that cannot be their node's own slot.
@@ -169,9 +184,15 @@ fn output_copies(live: &LiveGraph) -> Vec<Kernel> {
 }
 
 fn cycle_error(live: &LiveGraph, kernels: &[Kernel]) -> ScheduleError {
-    let node = kernels.iter().find_map(|kernel| kernel.nodes.first()).map(|&id| live.graph.node(id));
+    let node = kernels
+        .iter()
+        .find_map(|kernel| kernel.nodes.first())
+        .map(|&id| live.graph.node(id));
     match node {
-        Some(node) => ScheduleError::KernelCycle { op: node.op.name(), span: node.span },
+        Some(node) => ScheduleError::KernelCycle {
+            op: node.op.name(),
+            span: node.span,
+        },
         None => ScheduleError::CycleInGraph,
     }
 }

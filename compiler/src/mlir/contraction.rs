@@ -2,6 +2,9 @@
 //! runtime's micro-kernels (`coopc_conv2d_forward`, `coopc_conv2d_input_grad`,
 //! `coopc_conv2d_weight_grad`, `coopc_matmul`; signatures in `runtime::target::cpu::ukernels`).
 //!
+//! A convolution's bias gradient (`ChannelSum` of the same `dy`) fused into its weight gradient
+//! is the micro-kernel's `db` output.
+//!
 //! Invariant: the declarations below are exactly those signatures; the operands are cast to the
 //! fully dynamic memref types they take, and an absent bias is a size-0 buffer.
 
@@ -42,23 +45,48 @@ pub(crate) fn declaration(name: &str) -> &'static str {
 
 /// Emits the contraction kernel.
 pub(crate) fn emit(emit: &mut Emit<'_>) -> Result<(), MlirError> {
-    let node = emit.kernel.nodes[0];
+    let contraction = emit.kernel.nodes.iter().copied().find(|&id| {
+        crate::schedule::class_of(&emit.graph.node(id).op) == crate::schedule::OpClass::Contraction
+    });
+    let node = contraction.ok_or(MlirError::BadKernel { op: "contraction" })?;
+    let bias_sum = emit.kernel.nodes.iter().copied().find(|&id| id != node);
+    let bias_grad = match bias_sum {
+        Some(id) => Some(
+            emit.arg_of(id)
+                .ok_or(MlirError::BadKernel { op: "channel_sum" })?,
+        ),
+        None => None,
+    };
     emit.locate(node);
     let op = emit.graph.node(node).op.clone();
     let inputs = emit.graph.inputs(node);
     let mut operands = Vec::with_capacity(inputs.len());
     for &input in &inputs {
-        operands.push(emit.arg_of(input).ok_or(MlirError::BadKernel { op: op.name() })?);
+        operands.push(
+            emit.arg_of(input)
+                .ok_or(MlirError::BadKernel { op: op.name() })?,
+        );
     }
-    let output = emit.arg_of(node).ok_or(MlirError::BadKernel { op: op.name() })?;
+    let output = emit
+        .arg_of(node)
+        .ok_or(MlirError::BadKernel { op: op.name() })?;
     let arg = |slot: usize| operands.get(slot).map(|&index| emit.args[index].clone());
     let missing = || MlirError::BadKernel { op: op.name() };
     let out = emit.args[output].clone();
+    let bias_grad = bias_grad.map(|index| emit.args[index].clone());
     let writer = &mut emit.writer;
     let (name, call) = match &op {
-        Op::Conv2d { stride, padding, bias } => {
+        Op::Conv2d {
+            stride,
+            padding,
+            bias,
+        } => {
             let (x, w) = (arg(0).ok_or_else(missing)?, arg(1).ok_or_else(missing)?);
-            let b = if *bias { Some(arg(2).ok_or_else(missing)?) } else { None };
+            let b = if *bias {
+                Some(arg(2).ok_or_else(missing)?)
+            } else {
+                None
+            };
             let mut values = vec![cast(writer, &x, DYNAMIC_4D), cast(writer, &w, DYNAMIC_4D)];
             values.push(optional_vector(writer, b.as_ref()));
             values.push(cast(writer, &out, DYNAMIC_4D));
@@ -76,14 +104,18 @@ pub(crate) fn emit(emit: &mut Emit<'_>) -> Result<(), MlirError> {
             let (dy, x) = (arg(0).ok_or_else(missing)?, arg(1).ok_or_else(missing)?);
             let mut values = vec![cast(writer, &dy, DYNAMIC_4D), cast(writer, &x, DYNAMIC_4D)];
             values.push(cast(writer, &out, DYNAMIC_4D));
-            values.push(optional_vector(writer, None));
+            values.push(optional_vector(writer, bias_grad.as_ref()));
             values.extend(geometry(writer, *stride, *padding));
             ("coopc_conv2d_weight_grad", values)
         }
         // y = x·Wᵀ + b
         Op::Dense { bias } => {
             let (x, w) = (arg(0).ok_or_else(missing)?, arg(1).ok_or_else(missing)?);
-            let b = if *bias { Some(arg(2).ok_or_else(missing)?) } else { None };
+            let b = if *bias {
+                Some(arg(2).ok_or_else(missing)?)
+            } else {
+                None
+            };
             matmul(writer, &x, &w, b.as_ref(), &out, (0, 1))
         }
         // dx = dy·W
@@ -99,7 +131,10 @@ pub(crate) fn emit(emit: &mut Emit<'_>) -> Result<(), MlirError> {
         other => return Err(MlirError::BadKernel { op: other.name() }),
     };
     let types = call_types(name);
-    writer.line(&format!("func.call @{name}({}) : ({types}) -> ()", call.join(", ")));
+    writer.line(&format!(
+        "func.call @{name}({}) : ({types}) -> ()",
+        call.join(", ")
+    ));
     emit.declarations.insert(name);
     Ok(())
 }
@@ -118,7 +153,10 @@ fn call_types(name: &str) -> String {
 }
 
 fn cast(writer: &mut FunctionWriter, buffer: &Buffer, to: &str) -> String {
-    writer.assign("cast", &format!("memref.cast {} : {} to {to}", buffer.name, buffer.ty()))
+    writer.assign(
+        "cast",
+        &format!("memref.cast {} : {} to {to}", buffer.name, buffer.ty()),
+    )
 }
 
 /// A bias operand as `memref<?xf32>`, or a size-0 buffer when there is none.
@@ -127,7 +165,10 @@ fn optional_vector(writer: &mut FunctionWriter, buffer: Option<&Buffer>) -> Stri
         Some(buffer) => cast(writer, buffer, DYNAMIC_1D),
         None => {
             let empty = writer.assign("none", "memref.alloca() : memref<0xf32>");
-            writer.assign("cast", &format!("memref.cast {empty} : memref<0xf32> to {DYNAMIC_1D}"))
+            writer.assign(
+                "cast",
+                &format!("memref.cast {empty} : memref<0xf32> to {DYNAMIC_1D}"),
+            )
         }
     }
 }

@@ -13,9 +13,18 @@ pub(crate) fn emit(emit: &mut Emit<'_>) -> Result<(), MlirError> {
     let node = emit.kernel.nodes[0];
     emit.locate(node);
     match emit.graph.node(node).op.clone() {
-        Op::SgdUpdate { momentum, weight_decay, nesterov } => {
-            sgd(emit, Sgd { momentum, weight_decay, nesterov })
-        }
+        Op::SgdUpdate {
+            momentum,
+            weight_decay,
+            nesterov,
+        } => sgd(
+            emit,
+            Sgd {
+                momentum,
+                weight_decay,
+                nesterov,
+            },
+        ),
         Op::RunningUpdate { momentum, unbiased } => running_update(emit, momentum, unbiased),
         other => Err(MlirError::BadKernel { op: other.name() }),
     }
@@ -53,8 +62,15 @@ fn sgd(emit: &mut Emit<'_>, constants: Sgd) -> Result<(), MlirError> {
     let param = operand(emit, 0);
     let grad = operand(emit, 1);
     let buffer = operand(emit, 2);
-    let lr = GenericOperand { buffer: emit.args[3].clone(), map: String::new() };
-    let generic = Generic { iterators: vec!["parallel"; rank], ins: vec![grad, lr], outs: vec![param, buffer] };
+    let lr = GenericOperand {
+        buffer: emit.args[3].clone(),
+        map: String::new(),
+    };
+    let generic = Generic {
+        iterators: vec!["parallel"; rank],
+        ins: vec![grad, lr],
+        outs: vec![param, buffer],
+    };
     generic.write(&mut emit.writer, |writer, block| {
         let (g, lr, p, old) = (&block[0], &block[1], &block[2], &block[3]);
         let mut d = g.clone();
@@ -81,19 +97,32 @@ fn sgd(emit: &mut Emit<'_>, constants: Sgd) -> Result<(), MlirError> {
 // running = (1 − m)·running + m·stat·c, c = M/(M − 1) for the unbiased variance, else 1.
 fn running_update(emit: &mut Emit<'_>, momentum: f32, unbiased: bool) -> Result<(), MlirError> {
     if emit.args.len() != 3 || !emit.types[2].batched {
-        return Err(MlirError::BadKernel { op: "running_update" });
+        return Err(MlirError::BadKernel {
+            op: "running_update",
+        });
     }
     let channels = emit.types[0].item_elements().max(1);
     let correction = if unbiased {
         let x = emit.args[2].clone();
         let batch = batch_size(&mut emit.writer, &x);
         let per_item = emit.writer.index(emit.types[2].item_elements() / channels);
-        let count = emit.writer.assign("m", &format!("arith.muli {batch}, {per_item} : index"));
-        let count = emit.writer.assign("m", &format!("arith.index_cast {count} : index to i64"));
-        let count = emit.writer.assign("m", &format!("arith.sitofp {count} : i64 to f32"));
+        let count = emit
+            .writer
+            .assign("m", &format!("arith.muli {batch}, {per_item} : index"));
+        let count = emit
+            .writer
+            .assign("m", &format!("arith.index_cast {count} : index to i64"));
+        let count = emit
+            .writer
+            .assign("m", &format!("arith.sitofp {count} : i64 to f32"));
         let one = emit.writer.f32(1.0);
-        let less = emit.writer.assign("m", &format!("arith.subf {count}, {one} : f32"));
-        Some(emit.writer.assign("m", &format!("arith.divf {count}, {less} : f32")))
+        let less = emit
+            .writer
+            .assign("m", &format!("arith.subf {count}, {one} : f32"));
+        Some(
+            emit.writer
+                .assign("m", &format!("arith.divf {count}, {less} : f32")),
+        )
     } else {
         None
     };
@@ -103,8 +132,14 @@ fn running_update(emit: &mut Emit<'_>, momentum: f32, unbiased: bool) -> Result<
     let stat = collapse(&mut emit.writer, &emit.args[1], &groups);
     let generic = Generic {
         iterators: vec!["parallel"; groups.len()],
-        ins: vec![GenericOperand { buffer: stat, map: map.into() }],
-        outs: vec![GenericOperand { buffer: running, map: map.into() }],
+        ins: vec![GenericOperand {
+            buffer: stat,
+            map: map.into(),
+        }],
+        outs: vec![GenericOperand {
+            buffer: running,
+            map: map.into(),
+        }],
     };
     generic.write(&mut emit.writer, |writer, block| {
         let (stat, running) = (&block[0], &block[1]);

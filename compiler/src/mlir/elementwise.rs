@@ -17,11 +17,11 @@ use std::collections::BTreeMap;
 use crate::ir::{Activation, NodeId, Op, TensorType};
 use crate::schedule::{broadcast_of, Access, Broadcast, Value};
 
-use super::writer::FunctionWriter;
 use super::generic::{
     alloc, batch_size, collapse, dealloc, identity_map, Buffer, Dim, Generic, GenericOperand,
 };
 use super::scalar::{activation, activation_grad, binary};
+use super::writer::FunctionWriter;
 use super::{Emit, GraphMode, MlirError};
 
 /// Where a scalar inside the main generic comes from.
@@ -47,11 +47,19 @@ pub(crate) fn emit(emit: &mut Emit<'_>) -> Result<(), MlirError> {
     let rank = groups.len();
 
     // Operands and results as buffers over the iteration space.
-    let mut generic = Generic { iterators: vec!["parallel"; rank], ..Generic::default() };
+    let mut generic = Generic {
+        iterators: vec!["parallel"; rank],
+        ..Generic::default()
+    };
     let mut sources: BTreeMap<NodeId, Source> = BTreeMap::new();
     let mut outputs: Vec<NodeId> = Vec::new();
     let mut in_place: BTreeMap<usize, usize> = BTreeMap::new();
-    let writes = emit.kernel.args.iter().enumerate().filter(|(_, arg)| arg.access != Access::Read);
+    let writes = emit
+        .kernel
+        .args
+        .iter()
+        .enumerate()
+        .filter(|(_, arg)| arg.access != Access::Read);
     for (output, (index, _)) in writes.enumerate() {
         if let Some(read) = emit.same_slot_as.get(index).copied().flatten() {
             in_place.insert(read, output);
@@ -80,7 +88,10 @@ pub(crate) fn emit(emit: &mut Emit<'_>) -> Result<(), MlirError> {
             }
             Access::Write | Access::Update => {
                 let buffer = collapse(&mut emit.writer, &emit.args[index], &groups);
-                generic.outs.push(GenericOperand { buffer, map: identity_map(rank) });
+                generic.outs.push(GenericOperand {
+                    buffer,
+                    map: identity_map(rank),
+                });
                 outputs.push(value);
             }
         }
@@ -117,7 +128,12 @@ pub(crate) fn emit(emit: &mut Emit<'_>) -> Result<(), MlirError> {
         }
         outputs
             .iter()
-            .map(|id| body.values.get(id).cloned().ok_or(MlirError::BadKernel { op: "elementwise" }))
+            .map(|id| {
+                body.values
+                    .get(id)
+                    .cloned()
+                    .ok_or(MlirError::BadKernel { op: "elementwise" })
+            })
             .collect()
     });
     emit.writer = writer;
@@ -213,13 +229,19 @@ fn read_operand(
     let operand_ty = &emit.types[index];
     let broadcast = broadcast_of(operand_ty, space).ok_or_else(|| {
         let (op, span) = emit.describe(first);
-        MlirError::UnsupportedBroadcast { op, operand: operand_ty.clone(), space: space.clone(), span }
+        MlirError::UnsupportedBroadcast {
+            op,
+            operand: operand_ty.clone(),
+            space: space.clone(),
+            span,
+        }
     })?;
     let rank = groups.len();
     let (buffer, map) = match broadcast {
-        Broadcast::Full => {
-            (collapse(&mut emit.writer, &emit.args[index], groups), identity_map(rank))
-        }
+        Broadcast::Full => (
+            collapse(&mut emit.writer, &emit.args[index], groups),
+            identity_map(rank),
+        ),
         Broadcast::Channel => (emit.args[index].clone(), "d1".to_string()),
         Broadcast::Single => (emit.args[index].clone(), "0".to_string()),
         Broadcast::Scalar => (emit.args[index].clone(), String::new()),
@@ -252,21 +274,39 @@ fn prologue(
             _ => {
                 let (op, span) = emit.describe(node);
                 let reason = "BatchNorm needs a batched tensor with a channel axis";
-                return Err(MlirError::UnsupportedShape { op, ty: space.clone(), reason, span });
+                return Err(MlirError::UnsupportedShape {
+                    op,
+                    ty: space.clone(),
+                    reason,
+                    span,
+                });
             }
         };
         emit.locate(node);
-        let mut per_channel = Generic { iterators: vec!["parallel"], ..Generic::default() };
+        let mut per_channel = Generic {
+            iterators: vec!["parallel"],
+            ..Generic::default()
+        };
         for &slot in channel_slots {
             let index = inputs.get(slot).and_then(|&id| emit.arg_of(id));
             let index = index.ok_or(MlirError::BadKernel { op: op.name() })?;
-            let map = if emit.types[index].dims == [1] && channels != 1 { "0" } else { "d0" };
-            per_channel.ins.push(GenericOperand { buffer: emit.args[index].clone(), map: map.into() });
+            let map = if emit.types[index].dims == [1] && channels != 1 {
+                "0"
+            } else {
+                "d0"
+            };
+            per_channel.ins.push(GenericOperand {
+                buffer: emit.args[index].clone(),
+                map: map.into(),
+            });
         }
         let mut buffers = Vec::with_capacity(count);
         for _ in 0..count {
             let buffer = alloc(&mut emit.writer, vec![Dim::Static(channels)], space.dtype);
-            per_channel.outs.push(GenericOperand { buffer: buffer.clone(), map: "d0".into() });
+            per_channel.outs.push(GenericOperand {
+                buffer: buffer.clone(),
+                map: "d0".into(),
+            });
             buffers.push(buffer);
         }
         let elements = match &op {
@@ -278,7 +318,10 @@ fn prologue(
         })?;
         let first_input = generic.ins.len();
         for buffer in &buffers {
-            generic.ins.push(GenericOperand { buffer: buffer.clone(), map: "d1".to_string() });
+            generic.ins.push(GenericOperand {
+                buffer: buffer.clone(),
+                map: "d1".to_string(),
+            });
         }
         result.insert(node, (first_input, Coefficients { buffers }));
     }
@@ -286,19 +329,31 @@ fn prologue(
 }
 
 /// `M = N·(H·W)` as an `f32`, the number of elements per channel in the batch.
-fn batch_elements(emit: &mut Emit<'_>, space: &TensorType, channels: usize) -> Result<String, MlirError> {
+fn batch_elements(
+    emit: &mut Emit<'_>,
+    space: &TensorType,
+    channels: usize,
+) -> Result<String, MlirError> {
     let full = emit
         .kernel
         .args
         .iter()
         .position(|arg| matches!(arg.value, Value::Node(id) if emit.graph.node(id).ty == *space))
-        .ok_or(MlirError::BadKernel { op: "batchnorm_input_grad" })?;
+        .ok_or(MlirError::BadKernel {
+            op: "batchnorm_input_grad",
+        })?;
     let buffer = emit.args[full].clone();
     let batch = batch_size(&mut emit.writer, &buffer);
     let per_item = emit.writer.index(space.item_elements() / channels.max(1));
-    let count = emit.writer.assign("m", &format!("arith.muli {batch}, {per_item} : index"));
-    let count = emit.writer.assign("m", &format!("arith.index_cast {count} : index to i64"));
-    Ok(emit.writer.assign("m", &format!("arith.sitofp {count} : i64 to f32")))
+    let count = emit
+        .writer
+        .assign("m", &format!("arith.muli {batch}, {per_item} : index"));
+    let count = emit
+        .writer
+        .assign("m", &format!("arith.index_cast {count} : index to i64"));
+    Ok(emit
+        .writer
+        .assign("m", &format!("arith.sitofp {count} : i64 to f32")))
 }
 
 /// The per-channel coefficients of `op` from its channel operands (in slot order).
@@ -362,7 +417,10 @@ struct BodyContext<'w, 'c> {
 
 impl BodyContext<'_, '_> {
     fn coefficient(&self, node: NodeId, which: usize) -> Result<String, MlirError> {
-        let (first, _) = self.coefficients.get(&node).ok_or(MlirError::BadKernel { op: "batchnorm" })?;
+        let (first, _) = self
+            .coefficients
+            .get(&node)
+            .ok_or(MlirError::BadKernel { op: "batchnorm" })?;
         Ok(self.block[first + which].clone())
     }
 
@@ -372,19 +430,34 @@ impl BodyContext<'_, '_> {
         let op = emit.graph.node(node).op.clone();
         let location = self.writer.location().to_string();
         self.writer.set_location(emit_location(emit, node));
-        let values: Vec<Option<String>> = inputs.iter().map(|id| self.values.get(id).cloned()).collect();
+        let values: Vec<Option<String>> = inputs
+            .iter()
+            .map(|id| self.values.get(id).cloned())
+            .collect();
         let operand = |slot: usize| {
-            values.get(slot).cloned().flatten().ok_or(MlirError::BadKernel { op: op.name() })
+            values
+                .get(slot)
+                .cloned()
+                .flatten()
+                .ok_or(MlirError::BadKernel { op: op.name() })
         };
         let value = match &op {
             Op::Activation(kind) => {
                 let x = operand(0)?;
-                let slope = if *kind == Activation::Prelu { Some(operand(1)?) } else { None };
+                let slope = if *kind == Activation::Prelu {
+                    Some(operand(1)?)
+                } else {
+                    None
+                };
                 activation(self.writer, kind, &x, slope.as_deref())
             }
             Op::ActivationGrad(kind) => {
                 let (dy, x) = (operand(0)?, operand(1)?);
-                let slope = if *kind == Activation::Prelu { Some(operand(2)?) } else { None };
+                let slope = if *kind == Activation::Prelu {
+                    Some(operand(2)?)
+                } else {
+                    None
+                };
                 activation_grad(self.writer, kind, &dy, &x, slope.as_deref())
             }
             Op::Mix { weights } => {
@@ -416,8 +489,11 @@ impl BodyContext<'_, '_> {
                 binary(self.writer, "addf", &scaled, &beta)
             }
             Op::BatchNormInputGrad { .. } => {
-                let (k, slope, offset) =
-                    (self.coefficient(node, 0)?, self.coefficient(node, 1)?, self.coefficient(node, 2)?);
+                let (k, slope, offset) = (
+                    self.coefficient(node, 0)?,
+                    self.coefficient(node, 1)?,
+                    self.coefficient(node, 2)?,
+                );
                 let (dy, x, mean) = (operand(0)?, operand(1)?, operand(2)?);
                 let centered = binary(self.writer, "subf", &x, &mean);
                 let direct = binary(self.writer, "mulf", &k, &dy);
@@ -434,12 +510,18 @@ impl BodyContext<'_, '_> {
             Op::Dropout { p } => match emit.mode {
                 GraphMode::Eval => operand(0)?,
                 GraphMode::Train => {
-                    let key = self.site_keys.get(&node_site(node)).ok_or(MlirError::BadKernel { op: "dropout" })?;
+                    let key = self
+                        .site_keys
+                        .get(&node_site(node))
+                        .ok_or(MlirError::BadKernel { op: "dropout" })?;
                     dropout(self.writer, key, self.space, &operand(0)?, *p)
                 }
             },
             Op::DropoutGrad { p, site } => {
-                let key = self.site_keys.get(site).ok_or(MlirError::BadKernel { op: "dropout_grad" })?;
+                let key = self
+                    .site_keys
+                    .get(site)
+                    .ok_or(MlirError::BadKernel { op: "dropout_grad" })?;
                 dropout(self.writer, key, self.space, &operand(0)?, *p)
             }
             _ => return Err(MlirError::BadKernel { op: op.name() }),
@@ -468,7 +550,11 @@ fn node_site(node: NodeId) -> u32 {
 /// splitmix64's finaliser on an `i64` value (see `reference::dropout`).
 fn mix64(writer: &mut FunctionWriter, word: &str) -> String {
     let mut z = word.to_string();
-    for (shift, multiplier) in [(30, Some(0xBF58_476D_1CE4_E5B9u64)), (27, Some(0x94D0_49BB_1331_11EB)), (31, None)] {
+    for (shift, multiplier) in [
+        (30, Some(0xBF58_476D_1CE4_E5B9u64)),
+        (27, Some(0x94D0_49BB_1331_11EB)),
+        (31, None),
+    ] {
         let amount = writer.i64(shift);
         let shifted = writer.assign("h", &format!("arith.shrui {z}, {amount} : i64"));
         z = writer.assign("h", &format!("arith.xori {z}, {shifted} : i64"));
@@ -482,20 +568,34 @@ fn mix64(writer: &mut FunctionWriter, word: &str) -> String {
 
 /// The step's dropout seed as an `i64`, read from the `dropout_seed` argument.
 fn load_seed(emit: &mut Emit<'_>) -> Result<Option<String>, MlirError> {
-    let Some(index) = emit.kernel.args.iter().position(|arg| arg.value == Value::DropoutSeed) else {
+    let Some(index) = emit
+        .kernel
+        .args
+        .iter()
+        .position(|arg| arg.value == Value::DropoutSeed)
+    else {
         return Ok(None);
     };
     let seed = emit.args[index].clone();
     let words: Vec<String> = (0..2)
         .map(|word| {
             let position = emit.writer.index(word);
-            let value = emit.writer.assign("s", &format!("memref.load {}[{position}] : {}", seed.name, seed.ty()));
-            emit.writer.assign("s", &format!("arith.extui {value} : i32 to i64"))
+            let value = emit.writer.assign(
+                "s",
+                &format!("memref.load {}[{position}] : {}", seed.name, seed.ty()),
+            );
+            emit.writer
+                .assign("s", &format!("arith.extui {value} : i32 to i64"))
         })
         .collect();
     let thirty_two = emit.writer.i64(32);
-    let high = emit.writer.assign("s", &format!("arith.shli {}, {thirty_two} : i64", words[1]));
-    Ok(Some(emit.writer.assign("s", &format!("arith.ori {high}, {} : i64", words[0]))))
+    let high = emit
+        .writer
+        .assign("s", &format!("arith.shli {}, {thirty_two} : i64", words[1]));
+    Ok(Some(emit.writer.assign(
+        "s",
+        &format!("arith.ori {high}, {} : i64", words[0]),
+    )))
 }
 
 /// The key of dropout site `site`: `mix64(seed + (site + 1)·G)`.
@@ -510,13 +610,7 @@ const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 
 // y = keep(seed, site, flat index, p) ? x/(1 − p)·… : 0, with
 // keep = (mix64(site_key + (index + 1)·G) >> 40) ≥ p·2²⁴
-fn dropout(
-    writer: &mut FunctionWriter,
-    key: &str,
-    space: &[usize],
-    x: &str,
-    p: f32,
-) -> String {
+fn dropout(writer: &mut FunctionWriter, key: &str, space: &[usize], x: &str, p: f32) -> String {
     let mut flat: Option<String> = None;
     for (dim, &size) in space.iter().enumerate() {
         let index = writer.assign("i", &format!("linalg.index {dim} : index"));

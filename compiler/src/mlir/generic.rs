@@ -73,7 +73,11 @@ pub struct Buffer {
 impl Buffer {
     /// The buffer `name` holding a value of type `ty`.
     pub fn of(name: String, ty: &TensorType) -> Self {
-        Buffer { name, dims: dims_of(ty), dtype: ty.dtype }
+        Buffer {
+            name,
+            dims: dims_of(ty),
+            dtype: ty.dtype,
+        }
     }
 
     /// Its memref type text.
@@ -83,7 +87,16 @@ impl Buffer {
 
     /// The number of elements of one batch item (of the whole buffer when not batched).
     pub fn item_elements(&self) -> usize {
-        self.dims.iter().map(|dim| if let Dim::Static(size) = dim { *size } else { 1 }).product()
+        self.dims
+            .iter()
+            .map(|dim| {
+                if let Dim::Static(size) = dim {
+                    *size
+                } else {
+                    1
+                }
+            })
+            .product()
     }
 
     /// The static size of dimension `index` (1 for the dynamic batch).
@@ -106,14 +119,27 @@ pub fn collapse(writer: &mut FunctionWriter, buffer: &Buffer, groups: &[usize]) 
     let mut next = 0;
     for &count in groups {
         let members: Vec<usize> = (next..next + count).collect();
-        let dynamic = members.iter().any(|&index| buffer.dims[index] == Dim::Dynamic);
-        let size: usize = members.iter().map(|&index| buffer.static_dim(index)).product();
-        dims.push(if dynamic { Dim::Dynamic } else { Dim::Static(size) });
+        let dynamic = members
+            .iter()
+            .any(|&index| buffer.dims[index] == Dim::Dynamic);
+        let size: usize = members
+            .iter()
+            .map(|&index| buffer.static_dim(index))
+            .product();
+        dims.push(if dynamic {
+            Dim::Dynamic
+        } else {
+            Dim::Static(size)
+        });
         let text: Vec<String> = members.iter().map(usize::to_string).collect();
         reassociation.push(format!("[{}]", text.join(", ")));
         next += count;
     }
-    let result = Buffer { name: String::new(), dims, dtype: buffer.dtype };
+    let result = Buffer {
+        name: String::new(),
+        dims,
+        dtype: buffer.dtype,
+    };
     let rhs = format!(
         "memref.collapse_shape {} [{}] : {} into {}",
         buffer.name,
@@ -148,7 +174,10 @@ pub fn view_as(
         && !from.dims.is_empty()
         && !to.dims.is_empty();
     if !compatible {
-        return Err(MlirError::UnsupportedView { from: from.clone(), to: to.clone() });
+        return Err(MlirError::UnsupportedView {
+            from: from.clone(),
+            to: to.clone(),
+        });
     }
     let lead = usize::from(from.batched);
     let mut groups = vec![1; lead];
@@ -159,12 +188,17 @@ pub fn view_as(
     }
     let result = Buffer::of(String::new(), to);
     let mut reassociation: Vec<String> = (0..lead).map(|index| format!("[{index}]")).collect();
-    let inner: Vec<String> = (lead..lead + to.dims.len()).map(|index| index.to_string()).collect();
+    let inner: Vec<String> = (lead..lead + to.dims.len())
+        .map(|index| index.to_string())
+        .collect();
     reassociation.push(format!("[{}]", inner.join(", ")));
     let mut sizes: Vec<String> = Vec::new();
     if from.batched {
         let zero = writer.index(0);
-        sizes.push(writer.assign("n", &format!("memref.dim {}, {zero} : {}", flat.name, flat.ty())));
+        sizes.push(writer.assign(
+            "n",
+            &format!("memref.dim {}, {zero} : {}", flat.name, flat.ty()),
+        ));
     }
     sizes.extend(to.dims.iter().map(usize::to_string));
     let rhs = format!(
@@ -182,7 +216,10 @@ pub fn view_as(
 /// The batch size of a batched buffer, as an `index` value.
 pub fn batch_size(writer: &mut FunctionWriter, buffer: &Buffer) -> String {
     let zero = writer.index(0);
-    writer.assign("n", &format!("memref.dim {}, {zero} : {}", buffer.name, buffer.ty()))
+    writer.assign(
+        "n",
+        &format!("memref.dim {}, {zero} : {}", buffer.name, buffer.ty()),
+    )
 }
 
 /// One operand of a `linalg.generic`: the buffer and its indexing map's results, written over
@@ -214,12 +251,20 @@ impl Generic {
         writer: &mut FunctionWriter,
         body: impl FnOnce(&mut FunctionWriter, &[String]) -> Result<Vec<String>, MlirError>,
     ) -> Result<(), MlirError> {
-        let dims: Vec<String> = (0..self.iterators.len()).map(|index| format!("d{index}")).collect();
+        let dims: Vec<String> = (0..self.iterators.len())
+            .map(|index| format!("d{index}"))
+            .collect();
         let domain = dims.join(", ");
         let operands = self.ins.iter().chain(&self.outs);
-        let maps: Vec<String> =
-            operands.clone().map(|op| format!("affine_map<({domain}) -> ({})>", op.map)).collect();
-        let iterators: Vec<String> = self.iterators.iter().map(|kind| format!("\"{kind}\"")).collect();
+        let maps: Vec<String> = operands
+            .clone()
+            .map(|op| format!("affine_map<({domain}) -> ({})>", op.map))
+            .collect();
+        let iterators: Vec<String> = self
+            .iterators
+            .iter()
+            .map(|kind| format!("\"{kind}\""))
+            .collect();
         let list = |operands: &[GenericOperand]| {
             let names: Vec<&str> = operands.iter().map(|op| op.buffer.name.as_str()).collect();
             let types: Vec<String> = operands.iter().map(|op| op.buffer.ty()).collect();
@@ -244,8 +289,16 @@ impl Generic {
         }
         writer.label(&format!("^bb0({}):", declarations.join(", ")));
         let yields = body(writer, &arguments)?;
-        let types: Vec<&str> = self.outs.iter().map(|op| element_type(op.buffer.dtype)).collect();
-        writer.line(&format!("linalg.yield {} : {}", yields.join(", "), types.join(", ")));
+        let types: Vec<&str> = self
+            .outs
+            .iter()
+            .map(|op| element_type(op.buffer.dtype))
+            .collect();
+        writer.line(&format!(
+            "linalg.yield {} : {}",
+            yields.join(", "),
+            types.join(", ")
+        ));
         writer.close("}");
         Ok(())
     }
@@ -269,16 +322,29 @@ pub fn fill(writer: &mut FunctionWriter, buffer: &Buffer, value: &str) {
 
 /// Allocates a temporary buffer of static shape (freed by [`dealloc`]).
 pub fn alloc(writer: &mut FunctionWriter, dims: Vec<Dim>, dtype: DType) -> Buffer {
-    let buffer = Buffer { name: String::new(), dims, dtype };
+    let buffer = Buffer {
+        name: String::new(),
+        dims,
+        dtype,
+    };
     let name = writer.assign("tmp", &format!("memref.alloc() : {}", buffer.ty()));
     Buffer { name, ..buffer }
 }
 
 /// Allocates a temporary whose leading dimension is the dynamic size `batch`.
-pub fn alloc_batched(writer: &mut FunctionWriter, batch: &str, rest: &[usize], dtype: DType) -> Buffer {
+pub fn alloc_batched(
+    writer: &mut FunctionWriter,
+    batch: &str,
+    rest: &[usize],
+    dtype: DType,
+) -> Buffer {
     let mut dims = vec![Dim::Dynamic];
     dims.extend(rest.iter().map(|&size| Dim::Static(size)));
-    let buffer = Buffer { name: String::new(), dims, dtype };
+    let buffer = Buffer {
+        name: String::new(),
+        dims,
+        dtype,
+    };
     let name = writer.assign("tmp", &format!("memref.alloc({batch}) : {}", buffer.ty()));
     Buffer { name, ..buffer }
 }

@@ -22,7 +22,10 @@ pub(crate) struct Net {
 
 impl Net {
     pub fn new() -> Self {
-        Net { graph: Graph::new(), next_span: 0 }
+        Net {
+            graph: Graph::new(),
+            next_span: 0,
+        }
     }
 
     fn span(&mut self) -> Span {
@@ -41,12 +44,26 @@ impl Net {
     }
 
     pub fn input(&mut self, name: &str, dims: &[usize]) -> NodeId {
-        self.add(Op::Input { name: name.into() }, TensorType::batch(dims.to_vec()), &[])
+        self.add(
+            Op::Input { name: name.into() },
+            TensorType::batch(dims.to_vec()),
+            &[],
+        )
     }
 
     pub fn labels(&mut self) -> NodeId {
-        let ty = TensorType { dtype: DType::I32, batched: true, dims: Vec::new() };
-        self.add(Op::Labels { name: "labels".into() }, ty, &[])
+        let ty = TensorType {
+            dtype: DType::I32,
+            batched: true,
+            dims: Vec::new(),
+        };
+        self.add(
+            Op::Labels {
+                name: "labels".into(),
+            },
+            ty,
+            &[],
+        )
     }
 
     pub fn scalar(&mut self, name: &str) -> NodeId {
@@ -54,7 +71,11 @@ impl Net {
     }
 
     pub fn param(&mut self, name: &str, role: ParamRole, dims: &[usize]) -> NodeId {
-        let op = Op::Param { name: name.into(), role, init: Init::Constant(0.0) };
+        let op = Op::Param {
+            name: name.into(),
+            role,
+            init: Init::Constant(0.0),
+        };
         self.add(op, TensorType::fixed(dims.to_vec()), &[])
     }
 
@@ -116,17 +137,20 @@ impl Data {
                 }
                 Op::Labels { .. } => {
                     let classes = label_classes(graph, id).max(1);
-                    data.labels = (0..count).map(|_| rng.below(classes as u64) as i32).collect();
+                    data.labels = (0..count)
+                        .map(|_| rng.below(classes as u64) as i32)
+                        .collect();
                 }
                 Op::Scalar { name } => {
                     data.scalars.insert(name.clone(), 0.1);
                 }
                 Op::Param { name, role, .. } => {
                     let values = match role {
-                        ParamRole::RunningVar => {
-                            (0..count).map(|_| 0.5 + rng.next_f32()).collect()
-                        }
-                        _ => draw(&mut rng, count, Draw::Uniform).iter().map(|v| v * 0.5).collect(),
+                        ParamRole::RunningVar => (0..count).map(|_| 0.5 + rng.next_f32()).collect(),
+                        _ => draw(&mut rng, count, Draw::Uniform)
+                            .iter()
+                            .map(|v| v * 0.5)
+                            .collect(),
                     };
                     data.state.insert(name.clone(), values);
                 }
@@ -160,7 +184,9 @@ pub(crate) struct RunResult {
 pub(crate) fn run_reference(graph: &Graph, mode: Mode, batch: usize, data: &Data) -> RunResult {
     let mut feeds = Feeds::new(batch, mode);
     for (name, values) in &data.inputs {
-        feeds.inputs.insert(name.clone(), values.iter().map(|&v| f64::from(v)).collect());
+        feeds
+            .inputs
+            .insert(name.clone(), values.iter().map(|&v| f64::from(v)).collect());
     }
     feeds.labels.insert("labels".into(), data.labels.clone());
     for (name, value) in &data.scalars {
@@ -190,7 +216,11 @@ pub(crate) fn run_cpu(
     data: &Data,
 ) -> RunResult {
     let source = SourceFile::new("test.coop", " ".repeat(4096));
-    let entries = [EntryGraph { name: "test", graph, mode }];
+    let entries = [EntryGraph {
+        name: "test",
+        graph,
+        mode,
+    }];
     let compiled = compile_entries(&entries, Some(&source), max_batch).expect("codegen");
     let mut executable = match CpuExecutable::compile(&compiled.program) {
         Ok(executable) => executable,
@@ -202,18 +232,25 @@ pub(crate) fn run_cpu(
         let shape = reference::full_dims(&graph.node(node).ty, 1);
         store.insert(name.clone(), HostTensor::f32(shape, values.clone()));
     }
-    for (name, id) in graph.params().iter().filter_map(|&id| match &graph.node(id).op {
-        Op::Param { name, .. } => Some((name.clone(), id)),
-        _ => None,
-    }) {
+    for (name, id) in graph
+        .params()
+        .iter()
+        .filter_map(|&id| match &graph.node(id).op {
+            Op::Param { name, .. } => Some((name.clone(), id)),
+            _ => None,
+        })
+    {
         if store.get(&name).is_none() {
             let shape = reference::full_dims(&graph.node(id).ty, 1);
             store.insert(name, HostTensor::zeros(runtime::program::DType::F32, shape));
         }
     }
     let seed = [data.seed as u32 as i32, (data.seed >> 32) as u32 as i32];
-    let scalars: Vec<(String, [f32; 1])> =
-        data.scalars.iter().map(|(name, value)| (name.clone(), [*value])).collect();
+    let scalars: Vec<(String, [f32; 1])> = data
+        .scalars
+        .iter()
+        .map(|(name, value)| (name.clone(), [*value]))
+        .collect();
     let mut feeds: Vec<(&str, TensorRef<'_>)> = Vec::new();
     for (name, values) in &data.inputs {
         feeds.push((name, TensorRef::F32(values)));
@@ -223,7 +260,9 @@ pub(crate) fn run_cpu(
         feeds.push((name, TensorRef::F32(value)));
     }
     feeds.push(("dropout_seed", TensorRef::I32(&seed)));
-    let outputs = executable.run("test", batch, &feeds, &mut store).expect("cpu run");
+    let outputs = executable
+        .run("test", batch, &feeds, &mut store)
+        .expect("cpu run");
     let widen = |tensor: &HostTensor| -> Vec<f64> {
         match (tensor.as_f32(), tensor.as_i32()) {
             (Some(values), _) => values.iter().map(|&v| f64::from(v)).collect(),
@@ -232,14 +271,27 @@ pub(crate) fn run_cpu(
         }
     };
     RunResult {
-        outputs: outputs.iter().map(|(name, tensor)| (name.clone(), widen(tensor))).collect(),
-        state: store.tensors.iter().map(|(name, tensor)| (name.clone(), widen(tensor))).collect(),
+        outputs: outputs
+            .iter()
+            .map(|(name, tensor)| (name.clone(), widen(tensor)))
+            .collect(),
+        state: store
+            .tensors
+            .iter()
+            .map(|(name, tensor)| (name.clone(), widen(tensor)))
+            .collect(),
     }
 }
 
 /// Asserts `found` matches `expected` elementwise within `|e| · relative + scale · absolute`,
 /// where `scale` is the largest magnitude of `expected` (at least 1).
-pub(crate) fn assert_close(what: &str, found: &[f64], expected: &[f64], relative: f64, absolute: f64) {
+pub(crate) fn assert_close(
+    what: &str,
+    found: &[f64],
+    expected: &[f64],
+    relative: f64,
+    absolute: f64,
+) {
     assert_eq!(found.len(), expected.len(), "{what}: length");
     let scale = expected.iter().fold(1.0f64, |acc, v| acc.max(v.abs()));
     for (index, (f, e)) in found.iter().zip(expected).enumerate() {
@@ -255,14 +307,21 @@ pub(crate) fn assert_close(what: &str, found: &[f64], expected: &[f64], relative
 /// Runs `graph` on both and compares every output and every persistent tensor.
 pub(crate) fn check(graph: &Graph, mode: GraphMode, batch: usize, max_batch: usize, how: Draw) {
     let data = Data::random(graph, batch, 17 + batch as u64, how);
-    let reference_mode = if mode == GraphMode::Train { Mode::Train } else { Mode::Eval };
+    let reference_mode = if mode == GraphMode::Train {
+        Mode::Train
+    } else {
+        Mode::Eval
+    };
     let expected = run_reference(graph, reference_mode, batch, &data);
     let found = run_cpu(graph, mode, batch, max_batch, &data);
     for (name, values) in &expected.outputs {
         let Some(found_values) = found.outputs.get(name) else {
             let schedule = crate::schedule::schedule(graph, max_batch, mode).expect("schedule");
             let text = crate::schedule::print::print_schedule(&schedule);
-            panic!("output `{name}` missing from {:?}\n{text}", found.outputs.keys());
+            panic!(
+                "output `{name}` missing from {:?}\n{text}",
+                found.outputs.keys()
+            );
         };
         assert_close(name, found_values, values, 2e-5, 2e-6);
     }
@@ -283,8 +342,14 @@ fn all_activations() -> Vec<Activation> {
         Activation::Relu,
         Activation::Prelu,
         Activation::Elu { alpha: 1.0 },
-        Activation::Softplus { beta: 1.0, threshold: 20.0 },
-        Activation::Softplus { beta: 15.0, threshold: 20.0 },
+        Activation::Softplus {
+            beta: 1.0,
+            threshold: 20.0,
+        },
+        Activation::Softplus {
+            beta: 15.0,
+            threshold: 20.0,
+        },
         Activation::LeakyRelu { slope: 0.01 },
         Activation::Identity,
     ]
@@ -301,7 +366,11 @@ fn activations_and_their_gradients_match_the_reference() {
             let is_prelu = activation == Activation::Prelu;
             let forward_inputs = if is_prelu { vec![x, slope] } else { vec![x] };
             let y = net.same(Op::Activation(activation.clone()), &forward_inputs);
-            let grad_inputs = if is_prelu { vec![dy, x, slope] } else { vec![dy, x] };
+            let grad_inputs = if is_prelu {
+                vec![dy, x, slope]
+            } else {
+                vec![dy, x]
+            };
             let dx = net.same(Op::ActivationGrad(activation.clone()), &grad_inputs);
             net.output("y", y);
             net.output("dx", dx);
@@ -329,7 +398,10 @@ fn mix_forward_and_backward_fuse_into_one_kernel_each() {
         Activation::Relu,
         Activation::Prelu,
         Activation::Elu { alpha: 1.0 },
-        Activation::Softplus { beta: 1.0, threshold: 20.0 },
+        Activation::Softplus {
+            beta: 1.0,
+            threshold: 20.0,
+        },
     ];
     let mut branches = Vec::new();
     let mut grads = Vec::new();
@@ -338,10 +410,19 @@ fn mix_forward_and_backward_fuse_into_one_kernel_each() {
         let inputs = if prelu { vec![x, slope] } else { vec![x] };
         branches.push(net.same(Op::Activation(kind.clone()), &inputs));
         let scaled = net.same(Op::Scale { factor: 0.25 }, &[dy]);
-        let inputs = if prelu { vec![scaled, x, slope] } else { vec![scaled, x] };
+        let inputs = if prelu {
+            vec![scaled, x, slope]
+        } else {
+            vec![scaled, x]
+        };
         grads.push(net.same(Op::ActivationGrad(kind.clone()), &inputs));
     }
-    let y = net.same(Op::Mix { weights: vec![0.25; 4] }, &branches);
+    let y = net.same(
+        Op::Mix {
+            weights: vec![0.25; 4],
+        },
+        &branches,
+    );
     let dx = net.same(Op::Add, &grads);
     net.output("y", y);
     net.output("dx", dx);
@@ -360,8 +441,14 @@ fn batchnorm_train(net: &mut Net, x: NodeId, channels: usize) -> (NodeId, NodeId
     let shift = net.param("bn.shift", ParamRole::BatchNormShift, &[channels]);
     let running_mean = net.param("bn.running_mean", ParamRole::RunningMean, &[channels]);
     let running_var = net.param("bn.running_var", ParamRole::RunningVar, &[channels]);
-    let y = net.same(Op::BatchNormApply { eps: 1e-5 }, &[x, mean, var, scale, shift]);
-    let update = |unbiased| Op::RunningUpdate { momentum: 0.1, unbiased };
+    let y = net.same(
+        Op::BatchNormApply { eps: 1e-5 },
+        &[x, mean, var, scale, shift],
+    );
+    let update = |unbiased| Op::RunningUpdate {
+        momentum: 0.1,
+        unbiased,
+    };
     net.same(update(false), &[running_mean, mean, x]);
     net.same(update(true), &[running_var, var, x]);
     (mean, var, scale, y)
@@ -379,7 +466,11 @@ fn batchnorm_training_forward_and_backward_match_the_reference() {
         let g = net.same(Op::ActivationGrad(Activation::Relu), &[dy, y]);
         let vector = TensorType::fixed(vec![channels]);
         let dshift = net.add(Op::ChannelSum, vector.clone(), &[g]);
-        let dscale = net.add(Op::BatchNormScaleGrad { eps: 1e-5 }, vector, &[g, x, mean, var]);
+        let dscale = net.add(
+            Op::BatchNormScaleGrad { eps: 1e-5 },
+            vector,
+            &[g, x, mean, var],
+        );
         let grad = Op::BatchNormInputGrad { eps: 1e-5 };
         let dx = net.same(grad, &[g, x, mean, var, scale, dscale, dshift]);
         for (name, id) in [("r", r), ("dshift", dshift), ("dscale", dscale), ("dx", dx)] {
@@ -399,7 +490,10 @@ fn evaluation_batchnorm_uses_running_statistics() {
     let shift = net.param("bn.shift", ParamRole::BatchNormShift, &[3]);
     let mean = net.param("bn.running_mean", ParamRole::RunningMean, &[3]);
     let var = net.param("bn.running_var", ParamRole::RunningVar, &[3]);
-    let bn = Op::BatchNorm { eps: 1e-5, momentum: 0.1 };
+    let bn = Op::BatchNorm {
+        eps: 1e-5,
+        momentum: 0.1,
+    };
     let y = net.same(bn, &[x, scale, shift, mean, var]);
     let r = net.same(Op::Activation(Activation::Relu), &[y]);
     net.output("r", r);
@@ -413,26 +507,58 @@ fn convolutions_and_dense_products_match_the_reference() {
     let w = net.param("conv.weight", ParamRole::Weight, &[5, 3, 3, 3]);
     let b = net.param("conv.bias", ParamRole::Bias, &[5]);
     let (stride, padding) = ([2, 1], [1, 2]);
-    let conv = Op::Conv2d { stride, padding, bias: true };
+    let conv = Op::Conv2d {
+        stride,
+        padding,
+        bias: true,
+    };
     let y = net.add(conv, TensorType::batch(vec![5, 4, 11]), &[x, w, b]);
     let dy = net.input("dy", &[5, 4, 11]);
     let dx = net.add(Op::Conv2dInputGrad { stride, padding }, net.ty(x), &[dy, w]);
-    let dw = net.add(Op::Conv2dWeightGrad { stride, padding }, net.ty(w), &[dy, x]);
-    let unbiased = Op::Conv2d { stride: [1, 1], padding: [0, 0], bias: false };
+    let dw = net.add(
+        Op::Conv2dWeightGrad { stride, padding },
+        net.ty(w),
+        &[dy, x],
+    );
+    let unbiased = Op::Conv2d {
+        stride: [1, 1],
+        padding: [0, 0],
+        bias: false,
+    };
     let z = net.add(unbiased, TensorType::batch(vec![5, 5, 7]), &[x, w]);
     let flat = net.add(Op::Flatten, TensorType::batch(vec![175]), &[z]);
     let dense_w = net.param("dense.weight", ParamRole::Weight, &[4, 175]);
     let dense_b = net.param("dense.bias", ParamRole::Bias, &[4]);
-    let logits = net.add(Op::Dense { bias: true }, TensorType::batch(vec![4]), &[flat, dense_w, dense_b]);
+    let logits = net.add(
+        Op::Dense { bias: true },
+        TensorType::batch(vec![4]),
+        &[flat, dense_w, dense_b],
+    );
     let dlogits = net.input("dlogits", &[4]);
-    let dflat = net.add(Op::DenseInputGrad, TensorType::batch(vec![175]), &[dlogits, dense_w]);
+    let dflat = net.add(
+        Op::DenseInputGrad,
+        TensorType::batch(vec![175]),
+        &[dlogits, dense_w],
+    );
     let dz = net.add(Op::Reshape, net.ty(z), &[dflat]);
     let relu = net.same(Op::Activation(Activation::Relu), &[dz]);
     let ddense = net.add(Op::DenseWeightGrad, net.ty(dense_w), &[dlogits, flat]);
-    for (name, id) in [("y", y), ("dx", dx), ("dw", dw), ("logits", logits), ("relu", relu)] {
+    for (name, id) in [
+        ("y", y),
+        ("dx", dx),
+        ("dw", dw),
+        ("logits", logits),
+        ("relu", relu),
+    ] {
         net.output(name, id);
     }
     net.output("ddense", ddense);
+    let db = net.add(Op::ChannelSum, TensorType::fixed(vec![5]), &[dy]);
+    net.output("db", db);
+    let schedule = crate::schedule::schedule(&net.graph, 4, GraphMode::Train).expect("schedule");
+    let fused = schedule.kernels.iter().filter(|kernel| kernel.nodes.len() == 2).count();
+    assert_eq!(fused, 1, "the bias gradient joins the weight gradient");
+    
     check_batches(&net.graph, GraphMode::Train, Draw::Uniform);
 }
 
@@ -442,22 +568,69 @@ fn pooling_and_shortcuts_match_the_reference_including_ties() {
     let x = net.input("x", &[3, 7, 6]);
     let (kernel, stride, padding) = ([3, 2], [2, 2], [1, 1]);
     let pooled = TensorType::batch(vec![3, 4, 4]);
-    let max = net.add(Op::MaxPool { kernel, stride, padding }, pooled.clone(), &[x]);
-    let avg = net.add(Op::AvgPool { kernel, stride, padding }, pooled, &[x]);
+    let max = net.add(
+        Op::MaxPool {
+            kernel,
+            stride,
+            padding,
+        },
+        pooled.clone(),
+        &[x],
+    );
+    let avg = net.add(
+        Op::AvgPool {
+            kernel,
+            stride,
+            padding,
+        },
+        pooled,
+        &[x],
+    );
     let dy = net.input("dy", &[3, 4, 4]);
-    let dmax = net.add(Op::MaxPoolGrad { kernel, stride, padding }, net.ty(x), &[dy, x]);
-    let davg = net.add(Op::AvgPoolGrad { kernel, stride, padding }, net.ty(x), &[dy]);
+    let dmax = net.add(
+        Op::MaxPoolGrad {
+            kernel,
+            stride,
+            padding,
+        },
+        net.ty(x),
+        &[dy, x],
+    );
+    let davg = net.add(
+        Op::AvgPoolGrad {
+            kernel,
+            stride,
+            padding,
+        },
+        net.ty(x),
+        &[dy],
+    );
     let global = net.add(Op::GlobalAvgPool, TensorType::batch(vec![3]), &[x]);
     let dglobal_in = net.input("dg", &[3]);
     let dglobal = net.add(Op::GlobalAvgPoolGrad, net.ty(x), &[dglobal_in]);
-    let shortcut = Op::ShortcutA { stride: 2, pad_channels: 2 };
+    let shortcut = Op::ShortcutA {
+        stride: 2,
+        pad_channels: 2,
+    };
     let short = net.add(shortcut, TensorType::batch(vec![7, 4, 3]), &[x]);
     let ds = net.input("ds", &[7, 4, 3]);
-    let dshort = net.add(Op::ShortcutAGrad { stride: 2, pad_channels: 2 }, net.ty(x), &[ds]);
+    let dshort = net.add(
+        Op::ShortcutAGrad {
+            stride: 2,
+            pad_channels: 2,
+        },
+        net.ty(x),
+        &[ds],
+    );
     for (name, id) in [("max", max), ("avg", avg), ("dmax", dmax), ("davg", davg)] {
         net.output(name, id);
     }
-    for (name, id) in [("global", global), ("dglobal", dglobal), ("short", short), ("dshort", dshort)] {
+    for (name, id) in [
+        ("global", global),
+        ("dglobal", dglobal),
+        ("short", short),
+        ("dshort", dshort),
+    ] {
         net.output(name, id);
     }
     check_batches(&net.graph, GraphMode::Train, Draw::Coarse);
@@ -469,7 +642,11 @@ fn loss_gradient_and_correct_count_match_the_reference() {
     let mut net = Net::new();
     let logits = net.input("logits", &[7]);
     let labels = net.labels();
-    let loss = net.add(Op::SoftmaxCrossEntropy, TensorType::scalar(), &[logits, labels]);
+    let loss = net.add(
+        Op::SoftmaxCrossEntropy,
+        TensorType::scalar(),
+        &[logits, labels],
+    );
     let dlogits = net.same(Op::SoftmaxCrossEntropyGrad, &[logits, labels]);
     let correct = net.add(Op::CorrectCount, TensorType::scalar(), &[logits, labels]);
     for (name, id) in [("loss", loss), ("dlogits", dlogits), ("correct", correct)] {
@@ -481,16 +658,26 @@ fn loss_gradient_and_correct_count_match_the_reference() {
 
 #[test]
 fn sgd_updates_run_after_every_read_of_the_old_weight() {
-    for (momentum, weight_decay, nesterov) in [(0.9, 1e-4, false), (0.9, 0.0, true), (0.0, 0.0, false)] {
+    for (momentum, weight_decay, nesterov) in
+        [(0.9, 1e-4, false), (0.9, 0.0, true), (0.0, 0.0, false)]
+    {
         let mut net = Net::new();
         let x = net.input("x", &[6]);
         let w = net.param("w", ParamRole::Weight, &[4, 6]);
         let g = net.param("g", ParamRole::Weight, &[4, 6]);
         let buffer = net.param("w.momentum", ParamRole::MomentumBuffer, &[4, 6]);
         let lr = net.scalar("lr");
-        let sgd = Op::SgdUpdate { momentum, weight_decay, nesterov };
+        let sgd = Op::SgdUpdate {
+            momentum,
+            weight_decay,
+            nesterov,
+        };
         net.same(sgd, &[w, g, buffer, lr]);
-        let y = net.add(Op::Dense { bias: false }, TensorType::batch(vec![4]), &[x, w]);
+        let y = net.add(
+            Op::Dense { bias: false },
+            TensorType::batch(vec![4]),
+            &[x, w],
+        );
         net.output("y", y);
         check_batches(&net.graph, GraphMode::Train, Draw::Uniform);
     }
@@ -524,7 +711,11 @@ fn residual_add_with_activation_fuses_with_the_batchnorm_apply() {
     let out = net.same(Op::Activation(Activation::Relu), &[sum]);
     net.output("out", out);
     let schedule = crate::schedule::schedule(&net.graph, 4, GraphMode::Train).expect("schedule");
-    let fused: Vec<usize> = schedule.kernels.iter().map(|kernel| kernel.nodes.len()).collect();
+    let fused: Vec<usize> = schedule
+        .kernels
+        .iter()
+        .map(|kernel| kernel.nodes.len())
+        .collect();
     assert!(fused.contains(&3), "{fused:?}");
     check_batches(&net.graph, GraphMode::Train, Draw::Uniform);
 }
@@ -541,7 +732,13 @@ fn two_runs_are_bitwise_equal() {
     let first = run_cpu(&net.graph, GraphMode::Train, 5, 8, &data);
     let second = run_cpu(&net.graph, GraphMode::Train, 5, 8, &data);
     let bits = |result: &RunResult| -> Vec<u64> {
-        result.outputs.values().chain(result.state.values()).flatten().map(|v| v.to_bits()).collect()
+        result
+            .outputs
+            .values()
+            .chain(result.state.values())
+            .flatten()
+            .map(|v| v.to_bits())
+            .collect()
     };
     assert_eq!(bits(&first), bits(&second));
 }

@@ -28,10 +28,18 @@ pub(crate) fn emit(emit: &mut Emit<'_>) -> Result<(), MlirError> {
     if !logits_ty.batched || logits_ty.dims.len() != 1 || logits_ty.dims[0] == 0 {
         let (name, span) = emit.describe(node);
         let reason = "the loss needs logits of type f32[N, K] with K > 0";
-        return Err(MlirError::UnsupportedShape { op: name, ty: logits_ty.clone(), reason, span });
+        return Err(MlirError::UnsupportedShape {
+            op: name,
+            ty: logits_ty.clone(),
+            reason,
+            span,
+        });
     }
-    let (logits, labels, out) =
-        (emit.args[logits].clone(), emit.args[labels].clone(), emit.args[output].clone());
+    let (logits, labels, out) = (
+        emit.args[logits].clone(),
+        emit.args[labels].clone(),
+        emit.args[output].clone(),
+    );
     let writer = &mut emit.writer;
     match op {
         Op::SoftmaxCrossEntropy => cross_entropy(writer, &logits, &labels, &out),
@@ -48,7 +56,8 @@ fn open_sum(writer: &mut FunctionWriter, bound: &str, init: &str) -> (String, St
     let one = writer.index(1);
     let (index, carried, result) = (writer.fresh("i"), writer.fresh("s"), writer.fresh("r"));
     writer.open(&format!(
-        "{result} = scf.for {index} = {zero} to {bound} step {one} iter_args({carried} = {init}) -> (f32) {{"
+        "{result} = scf.for {index} = {zero} to {bound} step {one} \
+         iter_args({carried} = {init}) -> (f32) {{"
     ));
     (index, carried, result)
 }
@@ -59,7 +68,15 @@ fn close_sum(writer: &mut FunctionWriter, value: &str) {
 }
 
 fn load(writer: &mut FunctionWriter, buffer: &Buffer, indices: &[&str]) -> String {
-    writer.assign("x", &format!("memref.load {}[{}] : {}", buffer.name, indices.join(", "), buffer.ty()))
+    writer.assign(
+        "x",
+        &format!(
+            "memref.load {}[{}] : {}",
+            buffer.name,
+            indices.join(", "),
+            buffer.ty()
+        ),
+    )
 }
 
 /// `(max_k l[row, k], Σ_k exp(l[row, k] − max))`.
@@ -82,7 +99,10 @@ fn row_statistics(writer: &mut FunctionWriter, logits: &Buffer, row: &str) -> (S
 
 /// The label of `row` as an index clamped into `0..K`.
 fn label_index(writer: &mut FunctionWriter, labels: &Buffer, row: &str, classes: usize) -> String {
-    let label = writer.assign("y", &format!("memref.load {}[{row}] : {}", labels.name, labels.ty()));
+    let label = writer.assign(
+        "y",
+        &format!("memref.load {}[{row}] : {}", labels.name, labels.ty()),
+    );
     let zero = writer.i32(0);
     let last = writer.i32(classes.saturating_sub(1) as i64);
     let low = writer.assign("y", &format!("arith.maxsi {label}, {zero} : i32"));
@@ -111,7 +131,11 @@ fn cross_entropy(writer: &mut FunctionWriter, logits: &Buffer, labels: &Buffer, 
     close_sum(writer, &next);
     let count = batch_as_float(writer, &batch);
     let mean = writer.assign("v", &format!("arith.divf {sum}, {count} : f32"));
-    writer.line(&format!("memref.store {mean}, {}[] : {}", out.name, out.ty()));
+    writer.line(&format!(
+        "memref.store {mean}, {}[] : {}",
+        out.name,
+        out.ty()
+    ));
 }
 
 // dl[n, k] = (softmax(l[n])ₖ − [k = yₙ]) / N
@@ -121,7 +145,9 @@ fn cross_entropy_grad(writer: &mut FunctionWriter, logits: &Buffer, labels: &Buf
     let zero = writer.index(0);
     let one = writer.index(1);
     let row = writer.fresh("i");
-    writer.open(&format!("scf.parallel ({row}) = ({zero}) to ({batch}) step ({one}) {{"));
+    writer.open(&format!(
+        "scf.parallel ({row}) = ({zero}) to ({batch}) step ({one}) {{"
+    ));
     let (max, exps) = row_statistics(writer, logits, &row);
     let label = label_index(writer, labels, &row, logits.static_dim(1));
     let classes = writer.index(logits.static_dim(1));
@@ -134,10 +160,17 @@ fn cross_entropy_grad(writer: &mut FunctionWriter, logits: &Buffer, labels: &Buf
     let is_label = writer.assign("p", &format!("arith.cmpi eq, {k}, {label} : index"));
     let unit = writer.f32(1.0);
     let none = writer.f32(0.0);
-    let target = writer.assign("v", &format!("arith.select {is_label}, {unit}, {none} : f32"));
+    let target = writer.assign(
+        "v",
+        &format!("arith.select {is_label}, {unit}, {none} : f32"),
+    );
     let difference = writer.assign("v", &format!("arith.subf {probability}, {target} : f32"));
     let gradient = writer.assign("v", &format!("arith.divf {difference}, {count} : f32"));
-    writer.line(&format!("memref.store {gradient}, {}[{row}, {k}] : {}", out.name, out.ty()));
+    writer.line(&format!(
+        "memref.store {gradient}, {}[{row}, {k}] : {}",
+        out.name,
+        out.ty()
+    ));
     writer.close("}");
     writer.line("scf.reduce");
     writer.close("}");
@@ -152,16 +185,26 @@ fn correct_count(writer: &mut FunctionWriter, logits: &Buffer, labels: &Buffer, 
     let one = writer.index(1);
     let classes = writer.index(logits.static_dim(1));
     let first = load(writer, logits, &[&row, &first_index]);
-    let (k, best, best_index, result) =
-        (writer.fresh("k"), writer.fresh("m"), writer.fresh("j"), writer.fresh("r"));
+    let (k, best, best_index, result) = (
+        writer.fresh("k"),
+        writer.fresh("m"),
+        writer.fresh("j"),
+        writer.fresh("r"),
+    );
     writer.open(&format!(
         "{result}:2 = scf.for {k} = {one} to {classes} step {one} iter_args({best} = {first}, \
          {best_index} = {first_index}) -> (f32, index) {{"
     ));
     let value = load(writer, logits, &[&row, &k]);
     let greater = writer.assign("p", &format!("arith.cmpf ogt, {value}, {best} : f32"));
-    let next = writer.assign("v", &format!("arith.select {greater}, {value}, {best} : f32"));
-    let next_index = writer.assign("j", &format!("arith.select {greater}, {k}, {best_index} : index"));
+    let next = writer.assign(
+        "v",
+        &format!("arith.select {greater}, {value}, {best} : f32"),
+    );
+    let next_index = writer.assign(
+        "j",
+        &format!("arith.select {greater}, {k}, {best_index} : index"),
+    );
     writer.line(&format!("scf.yield {next}, {next_index} : f32, index"));
     writer.close("}");
     let label = label_index(writer, labels, &row, logits.static_dim(1));
@@ -170,5 +213,9 @@ fn correct_count(writer: &mut FunctionWriter, logits: &Buffer, labels: &Buffer, 
     let increment = writer.assign("v", &format!("arith.select {hit}, {unit}, {zero} : f32"));
     let next = writer.assign("v", &format!("arith.addf {count}, {increment} : f32"));
     close_sum(writer, &next);
-    writer.line(&format!("memref.store {total}, {}[] : {}", out.name, out.ty()));
+    writer.line(&format!(
+        "memref.store {total}, {}[] : {}",
+        out.name,
+        out.ty()
+    ));
 }

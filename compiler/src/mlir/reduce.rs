@@ -26,7 +26,11 @@ pub(crate) fn emit(emit: &mut Emit<'_>) -> Result<(), MlirError> {
     if matches!(emit.graph.node(first).op, Op::GlobalAvgPool) {
         return global_average(emit, first);
     }
-    let source = *emit.graph.inputs(first).first().ok_or(MlirError::BadKernel { op: "reduce" })?;
+    let source = *emit
+        .graph
+        .inputs(first)
+        .first()
+        .ok_or(MlirError::BadKernel { op: "reduce" })?;
     let source_ty = emit.graph.node(source).ty.clone();
     let (channels, lanes) = channel_layout(emit, first, &source_ty)?;
 
@@ -37,10 +41,15 @@ pub(crate) fn emit(emit: &mut Emit<'_>) -> Result<(), MlirError> {
     if has_lanes {
         iterators.push("parallel");
     }
-    let mut partials_generic = Generic { iterators, ..Generic::default() };
+    let mut partials_generic = Generic {
+        iterators,
+        ..Generic::default()
+    };
     let mut input_of: BTreeMap<NodeId, usize> = BTreeMap::new();
     for (index, arg) in emit.kernel.args.iter().enumerate() {
-        let Value::Node(value) = arg.value else { continue };
+        let Value::Node(value) = arg.value else {
+            continue;
+        };
         if arg.access != Access::Read {
             continue;
         }
@@ -48,14 +57,22 @@ pub(crate) fn emit(emit: &mut Emit<'_>) -> Result<(), MlirError> {
         let (buffer, map) = match broadcast_of(&ty, &source_ty) {
             Some(Broadcast::Full) => {
                 let groups = lane_groups(&source_ty);
-                (collapse(&mut emit.writer, &emit.args[index], &groups), identity_map(loops))
+                (
+                    collapse(&mut emit.writer, &emit.args[index], &groups),
+                    identity_map(loops),
+                )
             }
             Some(Broadcast::Channel) => (emit.args[index].clone(), "d1".to_string()),
             Some(Broadcast::Single) => (emit.args[index].clone(), "0".to_string()),
             _ => {
                 let (op, span) = emit.describe(first);
                 let space = source_ty.clone();
-                return Err(MlirError::UnsupportedBroadcast { op, operand: ty, space, span });
+                return Err(MlirError::UnsupportedBroadcast {
+                    op,
+                    operand: ty,
+                    space,
+                    span,
+                });
             }
         };
         input_of.insert(value, partials_generic.ins.len());
@@ -72,18 +89,28 @@ pub(crate) fn emit(emit: &mut Emit<'_>) -> Result<(), MlirError> {
         let buffer = alloc(&mut emit.writer, dims, source_ty.dtype);
         fill(&mut emit.writer, &buffer, &zero);
         let map = if has_lanes { "d1, d2" } else { "d1" };
-        partials_generic.outs.push(GenericOperand { buffer: buffer.clone(), map: map.into() });
+        partials_generic.outs.push(GenericOperand {
+            buffer: buffer.clone(),
+            map: map.into(),
+        });
         partials.push(buffer);
     }
     let terms: Vec<(Op, Vec<usize>)> = nodes
         .iter()
         .map(|&node| {
-            let slots = emit.graph.inputs(node).iter().map(|id| input_of.get(id).copied()).collect();
+            let slots = emit
+                .graph
+                .inputs(node)
+                .iter()
+                .map(|id| input_of.get(id).copied())
+                .collect();
             (emit.graph.node(node).op.clone(), slots)
         })
         .map(|(op, slots): (Op, Vec<Option<usize>>)| {
             let slots: Option<Vec<usize>> = slots.into_iter().collect();
-            slots.map(|slots| (op.clone(), slots)).ok_or(MlirError::BadKernel { op: op.name() })
+            slots
+                .map(|slots| (op.clone(), slots))
+                .ok_or(MlirError::BadKernel { op: op.name() })
         })
         .collect::<Result<_, _>>()?;
     let input_count = partials_generic.ins.len();
@@ -98,14 +125,19 @@ pub(crate) fn emit(emit: &mut Emit<'_>) -> Result<(), MlirError> {
     })?;
 
     // Steps 2 and 3: lanes in order into each output, then the per-channel finish.
-    let elements = if nodes.iter().any(|&node| needs_count(&emit.graph.node(node).op)) {
+    let elements = if nodes
+        .iter()
+        .any(|&node| needs_count(&emit.graph.node(node).op))
+    {
         Some(element_count(emit, &source_ty, channels)?)
     } else {
         None
     };
     for (index, &node) in nodes.iter().enumerate() {
         emit.locate(node);
-        let output = emit.arg_of(node).ok_or(MlirError::BadKernel { op: "reduce" })?;
+        let output = emit
+            .arg_of(node)
+            .ok_or(MlirError::BadKernel { op: "reduce" })?;
         let out = emit.args[output].clone();
         fill(&mut emit.writer, &out, &zero);
         let single = emit.types[output].dims == [1] && channels != 1;
@@ -121,7 +153,10 @@ pub(crate) fn emit(emit: &mut Emit<'_>) -> Result<(), MlirError> {
                 map: identity_map(iterators.len()),
             }],
             iterators,
-            outs: vec![GenericOperand { buffer: out.clone(), map: map.into() }],
+            outs: vec![GenericOperand {
+                buffer: out.clone(),
+                map: map.into(),
+            }],
         };
         lanes_generic.write(&mut emit.writer, |writer, block| {
             Ok(vec![binary(writer, "addf", &block[1], &block[0])])
@@ -145,7 +180,12 @@ fn channel_layout(
         _ => {
             let (op, span) = emit.describe(node);
             let reason = "per-channel reductions need a batched tensor with a channel axis";
-            Err(MlirError::UnsupportedShape { op, ty: source.clone(), reason, span })
+            Err(MlirError::UnsupportedShape {
+                op,
+                ty: source.clone(),
+                reason,
+                span,
+            })
         }
     }
 }
@@ -186,7 +226,11 @@ fn needs_count(op: &Op) -> bool {
 }
 
 /// `M = N·R` as an `f32`.
-fn element_count(emit: &mut Emit<'_>, source: &TensorType, channels: usize) -> Result<String, MlirError> {
+fn element_count(
+    emit: &mut Emit<'_>,
+    source: &TensorType,
+    channels: usize,
+) -> Result<String, MlirError> {
     let full = emit
         .kernel
         .args
@@ -197,9 +241,15 @@ fn element_count(emit: &mut Emit<'_>, source: &TensorType, channels: usize) -> R
     let buffer = emit.args[full].clone();
     let batch = batch_size(&mut emit.writer, &buffer);
     let per_item = emit.writer.index(source.item_elements() / channels.max(1));
-    let count = emit.writer.assign("m", &format!("arith.muli {batch}, {per_item} : index"));
-    let count = emit.writer.assign("m", &format!("arith.index_cast {count} : index to i64"));
-    Ok(emit.writer.assign("m", &format!("arith.sitofp {count} : i64 to f32")))
+    let count = emit
+        .writer
+        .assign("m", &format!("arith.muli {batch}, {per_item} : index"));
+    let count = emit
+        .writer
+        .assign("m", &format!("arith.index_cast {count} : index to i64"));
+    Ok(emit
+        .writer
+        .assign("m", &format!("arith.sitofp {count} : i64 to f32")))
 }
 
 /// The per-channel finish of `node`'s sum, in place in `out`.
@@ -215,11 +265,16 @@ fn finish(
     match op {
         // mean = Σx / M; var = Σ(x − mean)² / M
         Op::BatchMean | Op::BatchVar => {
-            let elements = elements.ok_or(MlirError::BadKernel { op: op.name() })?.to_string();
+            let elements = elements
+                .ok_or(MlirError::BadKernel { op: op.name() })?
+                .to_string();
             let generic = Generic {
                 iterators,
                 ins: Vec::new(),
-                outs: vec![GenericOperand { buffer: out.clone(), map: map.into() }],
+                outs: vec![GenericOperand {
+                    buffer: out.clone(),
+                    map: map.into(),
+                }],
             };
             generic.write(&mut emit.writer, |writer, block| {
                 Ok(vec![binary(writer, "divf", &block[0], &elements)])
@@ -232,8 +287,14 @@ fn finish(
             let var = var.ok_or(MlirError::BadKernel { op: op.name() })?;
             let generic = Generic {
                 iterators,
-                ins: vec![GenericOperand { buffer: emit.args[var].clone(), map: map.into() }],
-                outs: vec![GenericOperand { buffer: out.clone(), map: map.into() }],
+                ins: vec![GenericOperand {
+                    buffer: emit.args[var].clone(),
+                    map: map.into(),
+                }],
+                outs: vec![GenericOperand {
+                    buffer: out.clone(),
+                    map: map.into(),
+                }],
             };
             generic.write(&mut emit.writer, |writer, block| {
                 let eps = writer.f32(eps);
@@ -254,30 +315,54 @@ fn global_average(emit: &mut Emit<'_>, node: NodeId) -> Result<(), MlirError> {
     let source = inputs.first().and_then(|&id| emit.arg_of(id));
     let output = emit.arg_of(node);
     let (Some(source), Some(output)) = (source, output) else {
-        return Err(MlirError::BadKernel { op: "global_avgpool" });
+        return Err(MlirError::BadKernel {
+            op: "global_avgpool",
+        });
     };
     let ty = emit.types[source].clone();
     if !ty.batched || ty.dims.len() < 2 {
         let (op, span) = emit.describe(node);
         let reason = "global average pooling needs a batched [N, C, H, W] tensor";
-        return Err(MlirError::UnsupportedShape { op, ty, reason, span });
+        return Err(MlirError::UnsupportedShape {
+            op,
+            ty,
+            reason,
+            span,
+        });
     }
     let area = ty.item_elements() / ty.dims[0].max(1);
-    let x = collapse(&mut emit.writer, &emit.args[source], &[1, 1, ty.dims.len() - 1]);
+    let x = collapse(
+        &mut emit.writer,
+        &emit.args[source],
+        &[1, 1, ty.dims.len() - 1],
+    );
     let out = emit.args[output].clone();
     let zero = emit.writer.f32(0.0);
     fill(&mut emit.writer, &out, &zero);
     let sum = Generic {
         iterators: vec!["parallel", "parallel", "reduction"],
-        ins: vec![GenericOperand { buffer: x, map: identity_map(3) }],
-        outs: vec![GenericOperand { buffer: out.clone(), map: "d0, d1".into() }],
+        ins: vec![GenericOperand {
+            buffer: x,
+            map: identity_map(3),
+        }],
+        outs: vec![GenericOperand {
+            buffer: out.clone(),
+            map: "d0, d1".into(),
+        }],
     };
-    sum.write(&mut emit.writer, |writer, block| Ok(vec![binary(writer, "addf", &block[1], &block[0])]))?;
+    sum.write(&mut emit.writer, |writer, block| {
+        Ok(vec![binary(writer, "addf", &block[1], &block[0])])
+    })?;
     let area = emit.writer.f32(area as f32);
     let divide = Generic {
         iterators: vec!["parallel", "parallel"],
         ins: Vec::new(),
-        outs: vec![GenericOperand { buffer: out, map: identity_map(2) }],
+        outs: vec![GenericOperand {
+            buffer: out,
+            map: identity_map(2),
+        }],
     };
-    divide.write(&mut emit.writer, |writer, block| Ok(vec![binary(writer, "divf", &block[0], &area)]))
+    divide.write(&mut emit.writer, |writer, block| {
+        Ok(vec![binary(writer, "divf", &block[0], &area)])
+    })
 }

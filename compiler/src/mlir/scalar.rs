@@ -20,7 +20,10 @@ pub fn compare(writer: &mut FunctionWriter, predicate: &str, lhs: &str, rhs: &st
 
 /// `condition ? a : b`.
 pub fn select(writer: &mut FunctionWriter, condition: &str, lhs: &str, rhs: &str) -> String {
-    writer.assign("v", &format!("arith.select {condition}, {lhs}, {rhs} : f32"))
+    writer.assign(
+        "v",
+        &format!("arith.select {condition}, {lhs}, {rhs} : f32"),
+    )
 }
 
 /// A unary `math` op.

@@ -29,28 +29,66 @@ pub(crate) fn emit(emit: &mut Emit<'_>) -> Result<(), MlirError> {
     let first = emit.args[first].clone();
     let out = emit.args[output].clone();
     match op {
-        Op::MaxPool { kernel, stride, padding } => {
-            let window = Window { kernel, stride, padding };
+        Op::MaxPool {
+            kernel,
+            stride,
+            padding,
+        } => {
+            let window = Window {
+                kernel,
+                stride,
+                padding,
+            };
             pool_forward(&mut emit.writer, &first, &out, &window, true);
         }
-        Op::AvgPool { kernel, stride, padding } => {
-            let window = Window { kernel, stride, padding };
+        Op::AvgPool {
+            kernel,
+            stride,
+            padding,
+        } => {
+            let window = Window {
+                kernel,
+                stride,
+                padding,
+            };
             pool_forward(&mut emit.writer, &first, &out, &window, false);
         }
-        Op::MaxPoolGrad { kernel, stride, padding } => {
+        Op::MaxPoolGrad {
+            kernel,
+            stride,
+            padding,
+        } => {
             let x = arg(1).ok_or(MlirError::BadKernel { op: op.name() })?;
             let x = emit.args[x].clone();
-            let window = Window { kernel, stride, padding };
+            let window = Window {
+                kernel,
+                stride,
+                padding,
+            };
             max_pool_grad(&mut emit.writer, &first, &x, &out, &window);
         }
-        Op::AvgPoolGrad { kernel, stride, padding } => {
-            let window = Window { kernel, stride, padding };
+        Op::AvgPoolGrad {
+            kernel,
+            stride,
+            padding,
+        } => {
+            let window = Window {
+                kernel,
+                stride,
+                padding,
+            };
             avg_pool_grad(&mut emit.writer, &first, &out, &window);
         }
-        Op::ShortcutA { stride, pad_channels } => {
+        Op::ShortcutA {
+            stride,
+            pad_channels,
+        } => {
             shortcut(&mut emit.writer, &first, &out, stride, pad_channels);
         }
-        Op::ShortcutAGrad { stride, pad_channels } => {
+        Op::ShortcutAGrad {
+            stride,
+            pad_channels,
+        } => {
             shortcut_grad(&mut emit.writer, &first, &out, stride, pad_channels);
         }
         other => return Err(MlirError::BadKernel { op: other.name() }),
@@ -65,7 +103,12 @@ fn check_rank4(emit: &Emit<'_>, node: NodeId, index: usize) -> Result<(), MlirEr
     }
     let (op, span) = emit.describe(node);
     let reason = "pooling and shortcuts need batched [N, C, H, W] tensors";
-    Err(MlirError::UnsupportedShape { op, ty: ty.clone(), reason, span })
+    Err(MlirError::UnsupportedShape {
+        op,
+        ty: ty.clone(),
+        reason,
+        span,
+    })
 }
 
 /// Window geometry of a pooling op.
@@ -134,7 +177,15 @@ fn open_for(writer: &mut FunctionWriter, low: &str, high: &str) -> String {
 }
 
 fn load(writer: &mut FunctionWriter, buffer: &Buffer, indices: &[&str]) -> String {
-    writer.assign("x", &format!("memref.load {}[{}] : {}", buffer.name, indices.join(", "), buffer.ty()))
+    writer.assign(
+        "x",
+        &format!(
+            "memref.load {}[{}] : {}",
+            buffer.name,
+            indices.join(", "),
+            buffer.ty()
+        ),
+    )
 }
 
 fn store(writer: &mut FunctionWriter, value: &str, buffer: &Buffer, indices: &[&str]) {
@@ -148,25 +199,37 @@ fn store(writer: &mut FunctionWriter, value: &str, buffer: &Buffer, indices: &[&
 
 // max: y = the first maximum of the clipped window (NaN wins, as in PyTorch);
 // average: y = Σ window / (Kh·Kw).
-fn pool_forward(writer: &mut FunctionWriter, x: &Buffer, out: &Buffer, window: &Window, is_max: bool) {
+fn pool_forward(
+    writer: &mut FunctionWriter,
+    x: &Buffer,
+    out: &Buffer,
+    window: &Window,
+    is_max: bool,
+) {
     let bounds = full_bounds(writer, out);
     let ivs = open_parallel(writer, &bounds);
     let (item, channel, oh, ow) = (&ivs[0], &ivs[1], &ivs[2], &ivs[3]);
     let (h0, kh_low, kh_high) = window_range(writer, oh, 0, window, x.static_dim(2));
     let (w0, kw_low, kw_high) = window_range(writer, ow, 1, window, x.static_dim(3));
-    let init = if is_max { writer.f32(f32::NEG_INFINITY) } else { writer.f32(0.0) };
+    let init = if is_max {
+        writer.f32(f32::NEG_INFINITY)
+    } else {
+        writer.f32(0.0)
+    };
     let one = writer.index(1);
     let kh = writer.fresh("k");
     let carried = writer.fresh("a");
     let result = writer.fresh("r");
     writer.open(&format!(
-        "{result} = scf.for {kh} = {kh_low} to {kh_high} step {one} iter_args({carried} = {init}) -> (f32) {{"
+        "{result} = scf.for {kh} = {kh_low} to {kh_high} step {one} \
+         iter_args({carried} = {init}) -> (f32) {{"
     ));
     let kw = writer.fresh("k");
     let inner = writer.fresh("a");
     let row = writer.fresh("r");
     writer.open(&format!(
-        "{row} = scf.for {kw} = {kw_low} to {kw_high} step {one} iter_args({inner} = {carried}) -> (f32) {{"
+        "{row} = scf.for {kw} = {kw_low} to {kw_high} step {one} \
+         iter_args({inner} = {carried}) -> (f32) {{"
     ));
     let h = index_op(writer, "addi", &h0, &kh);
     let w = index_op(writer, "addi", &w0, &kw);
@@ -216,25 +279,45 @@ fn close_plane_loops(writer: &mut FunctionWriter) {
 }
 
 // dx[argmax of each window] += dy (first maximum, as the forward pass chose it).
-fn max_pool_grad(writer: &mut FunctionWriter, dy: &Buffer, x: &Buffer, dx: &Buffer, window: &Window) {
+fn max_pool_grad(
+    writer: &mut FunctionWriter,
+    dy: &Buffer,
+    x: &Buffer,
+    dx: &Buffer,
+    window: &Window,
+) {
     let [item, channel, oh, ow] = open_plane_loops(writer, dy, dx);
     let (h0, kh_low, kh_high) = window_range(writer, &oh, 0, window, x.static_dim(2));
     let (w0, kw_low, kw_high) = window_range(writer, &ow, 1, window, x.static_dim(3));
     let rows_valid = writer.assign("p", &format!("arith.cmpi slt, {kh_low}, {kh_high} : index"));
     let columns_valid = writer.assign("p", &format!("arith.cmpi slt, {kw_low}, {kw_high} : index"));
-    let valid = writer.assign("p", &format!("arith.andi {rows_valid}, {columns_valid} : i1"));
+    let valid = writer.assign(
+        "p",
+        &format!("arith.andi {rows_valid}, {columns_valid} : i1"),
+    );
     writer.open(&format!("scf.if {valid} {{"));
     let first_h = index_op(writer, "addi", &h0, &kh_low);
     let first_w = index_op(writer, "addi", &w0, &kw_low);
     let minus_infinity = writer.f32(f32::NEG_INFINITY);
     let one = writer.index(1);
-    let (kh, best, best_h, best_w) = (writer.fresh("k"), writer.fresh("m"), writer.fresh("h"), writer.fresh("w"));
+    let (kh, best, best_h, best_w) = (
+        writer.fresh("k"),
+        writer.fresh("m"),
+        writer.fresh("h"),
+        writer.fresh("w"),
+    );
     let result = writer.fresh("r");
     writer.open(&format!(
-        "{result}:3 = scf.for {kh} = {kh_low} to {kh_high} step {one} iter_args({best} = {minus_infinity}, \
+        "{result}:3 = scf.for {kh} = {kh_low} to {kh_high} step {one} \
+         iter_args({best} = {minus_infinity}, \
          {best_h} = {first_h}, {best_w} = {first_w}) -> (f32, index, index) {{"
     ));
-    let (kw, inner, inner_h, inner_w) = (writer.fresh("k"), writer.fresh("m"), writer.fresh("h"), writer.fresh("w"));
+    let (kw, inner, inner_h, inner_w) = (
+        writer.fresh("k"),
+        writer.fresh("m"),
+        writer.fresh("h"),
+        writer.fresh("w"),
+    );
     let row = writer.fresh("r");
     writer.open(&format!(
         "{row}:3 = scf.for {kw} = {kw_low} to {kw_high} step {one} iter_args({inner} = {best}, \
@@ -249,9 +332,13 @@ fn max_pool_grad(writer: &mut FunctionWriter, dy: &Buffer, x: &Buffer, dx: &Buff
     let next = writer.assign("v", &format!("arith.select {take}, {value}, {inner} : f32"));
     let next_h = writer.assign("i", &format!("arith.select {take}, {h}, {inner_h} : index"));
     let next_w = writer.assign("i", &format!("arith.select {take}, {w}, {inner_w} : index"));
-    writer.line(&format!("scf.yield {next}, {next_h}, {next_w} : f32, index, index"));
+    writer.line(&format!(
+        "scf.yield {next}, {next_h}, {next_w} : f32, index, index"
+    ));
     writer.close("}");
-    writer.line(&format!("scf.yield {row}#0, {row}#1, {row}#2 : f32, index, index"));
+    writer.line(&format!(
+        "scf.yield {row}#0, {row}#1, {row}#2 : f32, index, index"
+    ));
     writer.close("}");
     let gradient = load(writer, dy, &[&item, &channel, &oh, &ow]);
     let (target_h, target_w) = (format!("{result}#1"), format!("{result}#2"));
@@ -327,8 +414,14 @@ fn shortcut_grad(writer: &mut FunctionWriter, dy: &Buffer, dx: &Buffer, stride: 
     let zero_index = writer.index(0);
     let h_rest = index_op(writer, "remui", h, &stride);
     let w_rest = index_op(writer, "remui", w, &stride);
-    let h_on = writer.assign("p", &format!("arith.cmpi eq, {h_rest}, {zero_index} : index"));
-    let w_on = writer.assign("p", &format!("arith.cmpi eq, {w_rest}, {zero_index} : index"));
+    let h_on = writer.assign(
+        "p",
+        &format!("arith.cmpi eq, {h_rest}, {zero_index} : index"),
+    );
+    let w_on = writer.assign(
+        "p",
+        &format!("arith.cmpi eq, {w_rest}, {zero_index} : index"),
+    );
     let on_grid = writer.assign("p", &format!("arith.andi {h_on}, {w_on} : i1"));
     let value = writer.fresh("v");
     writer.open(&format!("{value} = scf.if {on_grid} -> (f32) {{"));

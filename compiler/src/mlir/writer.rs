@@ -21,7 +21,10 @@ pub struct FunctionWriter {
 impl FunctionWriter {
     /// An empty body, indented one level inside `func.func`.
     pub fn new() -> Self {
-        FunctionWriter { indent: 2, ..FunctionWriter::default() }
+        FunctionWriter {
+            indent: 2,
+            ..FunctionWriter::default()
+        }
     }
 
     /// Sets the location appended to the ops written from now on (`loc(...)` text or empty).
@@ -127,7 +130,8 @@ impl FunctionWriter {
         }
         self.next_name += 1;
         let name = format!("%c{}", self.next_name);
-        self.constant_lines.push(format!("    {name} = arith.constant {key}"));
+        self.constant_lines
+            .push(format!("    {name} = arith.constant {key}"));
         self.constants.insert(key, name.clone());
         name
     }
@@ -152,8 +156,11 @@ pub fn f32_literal(value: f32) -> String {
     }
     let text = format!("{value:e}");
     let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
-    let mantissa =
-        if mantissa.contains('.') { mantissa.to_string() } else { format!("{mantissa}.0") };
+    let mantissa = if mantissa.contains('.') {
+        mantissa.to_string()
+    } else {
+        format!("{mantissa}.0")
+    };
     format!("{mantissa}e{exponent}")
 }
 
@@ -203,7 +210,10 @@ mod tests {
         assert_eq!(one, again);
         writer.assign("v", &format!("arith.addf {one}, {one} : f32"));
         let text = writer.finish();
-        assert!(text.starts_with(&format!("    {one} = arith.constant 1.0e0 : f32\n")), "{text}");
+        assert!(
+            text.starts_with(&format!("    {one} = arith.constant 1.0e0 : f32\n")),
+            "{text}"
+        );
         assert!(text.contains("loc(\"a \\22b\\22.coop\":3:7)"), "{text}");
     }
 }

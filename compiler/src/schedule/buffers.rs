@@ -87,7 +87,11 @@ impl BufferPlan {
 pub(crate) fn plan_buffers(live: &LiveGraph, kernels: &[Kernel], max_batch: usize) -> BufferPlan {
     let last_use = last_uses(live, kernels);
     let output_names = output_slot_names(live);
-    let mut planner = Planner { slots: Vec::new(), slot_of: BTreeMap::new(), holder: Vec::new() };
+    let mut planner = Planner {
+        slots: Vec::new(),
+        slot_of: BTreeMap::new(),
+        holder: Vec::new(),
+    };
     let mut slot_of_root: BTreeMap<NodeId, usize> = BTreeMap::new();
     for (position, kernel) in kernels.iter().enumerate() {
         for (arg_index, arg) in kernel.args.iter().enumerate() {
@@ -101,7 +105,9 @@ pub(crate) fn plan_buffers(live: &LiveGraph, kernels: &[Kernel], max_batch: usiz
                             let is_temporary = !output_names.contains_key(&root)
                                 && !matches!(live.class(root), OpClass::Leaf);
                             let reused = is_temporary
-                                .then(|| planner.reusable(kernel, arg_index, ty, position, &last_use))
+                                .then(|| {
+                                    planner.reusable(kernel, arg_index, ty, position, &last_use)
+                                })
                                 .flatten();
                             let slot = reused.unwrap_or_else(|| {
                                 planner.push(new_slot(live, root, &output_names, position))
@@ -127,7 +133,13 @@ pub(crate) fn plan_buffers(live: &LiveGraph, kernels: &[Kernel], max_batch: usiz
         .map(|slot| aligned(slot.bytes(max_batch)))
         .sum();
     let arena_bytes = place_arena(&mut slots, max_batch);
-    BufferPlan { slots, slot_of: planner.slot_of, max_batch, arena_bytes, unshared_bytes }
+    BufferPlan {
+        slots,
+        slot_of: planner.slot_of,
+        max_batch,
+        arena_bytes,
+        unshared_bytes,
+    }
 }
 
 /// The last kernel position touching each storage root.
@@ -165,7 +177,12 @@ impl Planner {
         let (name, id) = &live.graph.outputs()[index];
         let ty = live.graph.node(*id).ty.clone();
         let storage = Storage::Output;
-        let slot = self.push(Slot { name: name.clone(), ty, storage, lifetime: (position, position) });
+        let slot = self.push(Slot {
+            name: name.clone(),
+            ty,
+            storage,
+            lifetime: (position, position),
+        });
         self.slot_of.insert(value, slot);
         slot
     }
@@ -174,9 +191,18 @@ impl Planner {
         if let Some(&slot) = self.slot_of.get(&Value::DropoutSeed) {
             return slot;
         }
-        let ty = TensorType { dtype: DType::I32, batched: false, dims: vec![2] };
+        let ty = TensorType {
+            dtype: DType::I32,
+            batched: false,
+            dims: vec![2],
+        };
         let name = DROPOUT_SEED.to_string();
-        let slot = self.push(Slot { name, ty, storage: Storage::Feed, lifetime: (position, position) });
+        let slot = self.push(Slot {
+            name,
+            ty,
+            storage: Storage::Feed,
+            lifetime: (position, position),
+        });
         self.slot_of.insert(Value::DropoutSeed, slot);
         slot
     }
@@ -203,7 +229,8 @@ impl Planner {
         kernel.args[..arg_index].iter().find_map(|operand| {
             let slot = *self.slot_of.get(&operand.value)?;
             let candidate = &self.slots[slot];
-            let dies_here = self.holder[slot].and_then(|root| last_use.get(&root)) == Some(&position);
+            let dies_here =
+                self.holder[slot].and_then(|root| last_use.get(&root)) == Some(&position);
             let fits = operand.access == Access::Read
                 && matches!(candidate.storage, Storage::Arena { .. })
                 && candidate.ty == *ty
@@ -228,10 +255,18 @@ fn new_slot(
         }
         op => match output_names.get(&root) {
             Some(name) => (name.clone(), Storage::Output),
-            None => (format!("{}.{}", op.name(), live.number[root.index()]), Storage::Arena { offset_bytes: 0 }),
+            None => (
+                format!("{}.{}", op.name(), live.number[root.index()]),
+                Storage::Arena { offset_bytes: 0 },
+            ),
         },
     };
-    Slot { name, ty: node.ty.clone(), storage, lifetime: (position, position) }
+    Slot {
+        name,
+        ty: node.ty.clone(),
+        storage,
+        lifetime: (position, position),
+    }
 }
 
 /// The output name of each node that is stored directly as a graph output: the first output
@@ -248,7 +283,10 @@ pub(crate) fn output_slot_names(live: &LiveGraph) -> BTreeMap<NodeId, String> {
 
 /// True when a graph output naming `id` can be `id`'s own slot.
 pub(crate) fn stored_as_output(live: &LiveGraph, id: NodeId) -> bool {
-    !matches!(live.class(id), OpClass::Leaf | OpClass::View | OpClass::Effect)
+    !matches!(
+        live.class(id),
+        OpClass::Leaf | OpClass::View | OpClass::Effect
+    )
 }
 
 fn aligned(bytes: usize) -> usize {
@@ -281,7 +319,9 @@ fn place_arena(slots: &mut [Slot], max_batch: usize) -> usize {
         }
         placed.push((offset, size, lifetime));
         arena_bytes = arena_bytes.max(offset + size);
-        slots[index].storage = Storage::Arena { offset_bytes: offset };
+        slots[index].storage = Storage::Arena {
+            offset_bytes: offset,
+        };
     }
     arena_bytes
 }
@@ -306,14 +346,29 @@ mod tests {
         let mut graph = Graph::new();
         let span = Span::default();
         let ty = TensorType::batch(vec![8, 16, 16]);
-        let mut x = graph.add(Op::Input { name: "image".into() }, ty.clone(), span, &[]);
+        let mut x = graph.add(
+            Op::Input {
+                name: "image".into(),
+            },
+            ty.clone(),
+            span,
+            &[],
+        );
         for layer in 0..depth {
             let name = format!("conv{layer}.weight");
             let init = Init::Constant(0.0);
             let weight_ty = TensorType::fixed(vec![8, 8, 3, 3]);
-            let param = Op::Param { name, role: ParamRole::Weight, init };
+            let param = Op::Param {
+                name,
+                role: ParamRole::Weight,
+                init,
+            };
             let weight = graph.add(param, weight_ty, span, &[]);
-            let conv = Op::Conv2d { stride: [1, 1], padding: [1, 1], bias: false };
+            let conv = Op::Conv2d {
+                stride: [1, 1],
+                padding: [1, 1],
+                bias: false,
+            };
             let y = graph.add(conv, ty.clone(), span, &[x, weight]);
             x = graph.add(Op::Activation(Activation::Relu), ty.clone(), span, &[y]);
         }
@@ -324,7 +379,9 @@ mod tests {
 
     fn arena_slots(schedule: &Schedule) -> Vec<&Slot> {
         let slots = schedule.plan.slots.iter();
-        slots.filter(|slot| matches!(slot.storage, Storage::Arena { .. })).collect()
+        slots
+            .filter(|slot| matches!(slot.storage, Storage::Arena { .. }))
+            .collect()
     }
 
     #[test]
@@ -337,8 +394,8 @@ mod tests {
         };
         for (index, first) in slots.iter().enumerate() {
             for second in &slots[index + 1..] {
-                let live_together = first.lifetime.0 <= second.lifetime.1
-                    && second.lifetime.0 <= first.lifetime.1;
+                let live_together =
+                    first.lifetime.0 <= second.lifetime.1 && second.lifetime.0 <= first.lifetime.1;
                 let (a, b) = (extent(first), extent(second));
                 let overlap = a.0 < b.1 && b.0 < a.1;
                 assert!(!(live_together && overlap), "{first:?} overlaps {second:?}");
@@ -356,12 +413,21 @@ mod tests {
         assert_eq!(plan.arena_bytes, 2 * one_bytes, "{plan:#?}");
         assert!(plan.unshared_bytes >= 8 * one_bytes);
         // Each ReLU writes over its convolution's output.
-        let relus = schedule.kernels.iter().filter(|kernel| kernel.kind == KernelKind::Elementwise);
+        let relus = schedule
+            .kernels
+            .iter()
+            .filter(|kernel| kernel.kind == KernelKind::Elementwise);
         for kernel in relus {
-            let slots: Vec<usize> = kernel.args.iter().map(|arg| plan.slot_of[&arg.value]).collect();
+            let slots: Vec<usize> = kernel
+                .args
+                .iter()
+                .map(|arg| plan.slot_of[&arg.value])
+                .collect();
             assert_eq!(slots[0], slots[1], "{kernel:?}");
         }
-        assert_eq!(plan.peak_bytes(), plan.arena_bytes + 8 * one.item_elements() * 4 + 8 * 4 * 8
-            + 8 * 8 * 9 * 4 * 8);
+        assert_eq!(
+            plan.peak_bytes(),
+            plan.arena_bytes + 8 * one.item_elements() * 4 + 8 * 4 * 8 + 8 * 8 * 9 * 4 * 8
+        );
     }
 }

@@ -141,11 +141,17 @@ mod tests {
     fn broadcast_is_decided_by_operand_type() {
         let space = TensorType::batch(vec![16, 8, 8]);
         let check = |ty: TensorType| broadcast_of(&ty, &space);
-        assert_eq!(check(TensorType::batch(vec![16, 8, 8])), Some(Broadcast::Full));
+        assert_eq!(
+            check(TensorType::batch(vec![16, 8, 8])),
+            Some(Broadcast::Full)
+        );
         assert_eq!(check(TensorType::fixed(vec![16])), Some(Broadcast::Channel));
         assert_eq!(check(TensorType::fixed(vec![1])), Some(Broadcast::Single));
         assert_eq!(check(TensorType::scalar()), Some(Broadcast::Scalar));
-        assert_eq!(check(TensorType::batch(vec![16])), Some(Broadcast::BatchChannel));
+        assert_eq!(
+            check(TensorType::batch(vec![16])),
+            Some(Broadcast::BatchChannel)
+        );
         assert_eq!(check(TensorType::fixed(vec![8])), None);
         assert_eq!(check(TensorType::batch(vec![16, 4, 4])), None);
     }

@@ -37,20 +37,32 @@ impl<'g> LiveGraph<'g> {
     /// The tables for `graph`, given its topological order. A node is live when a named
     /// output or an effect depends on it.
     pub fn new(graph: &'g Graph, topological: &[NodeId]) -> Self {
-        let bound = topological.iter().map(|id| id.index() + 1).max().unwrap_or(0);
+        let bound = topological
+            .iter()
+            .map(|id| id.index() + 1)
+            .max()
+            .unwrap_or(0);
         let mut inputs = vec![Vec::new(); bound];
         for &id in topological {
             inputs[id.index()] = graph.inputs(id);
         }
         let mut live = vec![false; bound];
         let mut stack: Vec<NodeId> = graph.outputs().iter().map(|(_, id)| *id).collect();
-        stack.extend(topological.iter().filter(|&&id| graph.node(id).op.is_effect()));
+        stack.extend(
+            topological
+                .iter()
+                .filter(|&&id| graph.node(id).op.is_effect()),
+        );
         while let Some(id) = stack.pop() {
             if !std::mem::replace(&mut live[id.index()], true) {
                 stack.extend(inputs[id.index()].iter().copied());
             }
         }
-        let order: Vec<NodeId> = topological.iter().copied().filter(|id| live[id.index()]).collect();
+        let order: Vec<NodeId> = topological
+            .iter()
+            .copied()
+            .filter(|id| live[id.index()])
+            .collect();
         let mut position = vec![None; bound];
         let mut users = vec![Vec::new(); bound];
         for (index, &id) in order.iter().enumerate() {
@@ -65,7 +77,14 @@ impl<'g> LiveGraph<'g> {
         for (index, id) in topological.iter().enumerate() {
             number[id.index()] = index;
         }
-        LiveGraph { graph, order, position, inputs, users, number }
+        LiveGraph {
+            graph,
+            order,
+            position,
+            inputs,
+            users,
+            number,
+        }
     }
 
     /// The op of `id`.
@@ -92,7 +111,11 @@ struct Partition {
 
 impl Partition {
     fn merge(&mut self, a: usize, b: usize) -> usize {
-        let (keep, gone) = if self.members[a].len() >= self.members[b].len() { (a, b) } else { (b, a) };
+        let (keep, gone) = if self.members[a].len() >= self.members[b].len() {
+            (a, b)
+        } else {
+            (b, a)
+        };
         let moved = std::mem::take(&mut self.members[gone]);
         for &id in &moved {
             self.group_of[id.index()] = keep;
@@ -106,7 +129,10 @@ impl Partition {
 /// topological order, the groups ordered by their first node.
 pub(crate) fn fuse(live: &LiveGraph) -> Vec<Vec<NodeId>> {
     let bound = live.position.len();
-    let mut partition = Partition { group_of: vec![usize::MAX; bound], members: Vec::new() };
+    let mut partition = Partition {
+        group_of: vec![usize::MAX; bound],
+        members: Vec::new(),
+    };
     for &id in &live.order {
         if matches!(live.class(id), OpClass::Leaf | OpClass::View) {
             continue;
@@ -119,8 +145,12 @@ pub(crate) fn fuse(live: &LiveGraph) -> Vec<Vec<NodeId>> {
             _ => {}
         }
     }
-    let mut groups: Vec<Vec<NodeId>> =
-        partition.members.into_iter().filter(|members| !members.is_empty()).collect();
+    join_bias_gradients(live, &mut partition);
+    let mut groups: Vec<Vec<NodeId>> = partition
+        .members
+        .into_iter()
+        .filter(|members| !members.is_empty())
+        .collect();
     for group in &mut groups {
         group.sort_by_key(|&id| live.pos(id));
     }
@@ -136,7 +166,10 @@ fn join_elementwise_operands(live: &LiveGraph, partition: &mut Partition, id: No
             && live.graph.node(operand).ty == *ty
             && partition.group_of[operand.index()] != partition.group_of[id.index()];
         if fusable {
-            let (a, b) = (partition.group_of[operand.index()], partition.group_of[id.index()]);
+            let (a, b) = (
+                partition.group_of[operand.index()],
+                partition.group_of[id.index()],
+            );
             if is_convex_union(live, partition, a, b) {
                 partition.merge(a, b);
             }
@@ -149,7 +182,9 @@ fn join_sibling_reduction(live: &LiveGraph, partition: &mut Partition, id: NodeI
     if !is_channel_reduction(live, id) {
         return;
     }
-    let Some(&source) = live.inputs[id.index()].first() else { return };
+    let Some(&source) = live.inputs[id.index()].first() else {
+        return;
+    };
     for &sibling in &live.users[source.index()] {
         let is_candidate = sibling != id
             && live.position[sibling.index()] < live.position[id.index()]
@@ -159,13 +194,45 @@ fn join_sibling_reduction(live: &LiveGraph, partition: &mut Partition, id: NodeI
         if !is_candidate {
             continue;
         }
-        let (a, b) = (partition.group_of[sibling.index()], partition.group_of[id.index()]);
+        let (a, b) = (
+            partition.group_of[sibling.index()],
+            partition.group_of[id.index()],
+        );
         let independent = partition.members[a].iter().all(|member| {
             !live.inputs[id.index()].contains(member) && !live.inputs[member.index()].contains(&id)
         });
         if independent && is_convex_union(live, partition, a, b) {
             partition.merge(a, b);
             return;
+        }
+    }
+}
+
+// db = Σ dy and dW = conv_weight_grad(dy, x)  =>  one micro-kernel call computing both.
+fn join_bias_gradients(live: &LiveGraph, partition: &mut Partition) {
+    for &id in &live.order {
+        let group = partition.group_of[id.index()];
+        let alone = group != usize::MAX && partition.members[group].len() == 1;
+        let Some(&dy) = live.inputs[id.index()].first() else {
+            continue;
+        };
+        let is_bias_sum = matches!(live.op(id), Op::ChannelSum)
+            && alone
+            && is_channel_reduction(live, id)
+            && live.graph.node(dy).ty.dims.len() == 3;
+        if !is_bias_sum {
+            continue;
+        }
+        let weight_grad = live.users[dy.index()].iter().copied().find(|&user| {
+            matches!(live.op(user), Op::Conv2dWeightGrad { .. })
+                && live.inputs[user.index()].first() == Some(&dy)
+                && partition.members[partition.group_of[user.index()]].len() == 1
+        });
+        if let Some(weight_grad) = weight_grad {
+            let other = partition.group_of[weight_grad.index()];
+            if is_convex_union(live, partition, group, other) {
+                partition.merge(group, other);
+            }
         }
     }
 }
@@ -177,7 +244,9 @@ fn is_channel_reduction(live: &LiveGraph, id: NodeId) -> bool {
         node.op,
         Op::ChannelSum | Op::BatchNormScaleGrad { .. } | Op::PreluSlopeGrad
     );
-    let Some(&source) = live.inputs[id.index()].first() else { return false };
+    let Some(&source) = live.inputs[id.index()].first() else {
+        return false;
+    };
     let source_ty = &live.graph.node(source).ty;
     per_channel
         && source_ty.batched
@@ -197,7 +266,11 @@ fn is_convex_union(live: &LiveGraph, partition: &Partition, a: usize, b: usize) 
     let mut seen = vec![false; live.position.len()];
     let mut stack: Vec<NodeId> = Vec::new();
     for &member in members {
-        stack.extend(live.users[member.index()].iter().filter(|&&user| !inside(user)));
+        stack.extend(
+            live.users[member.index()]
+                .iter()
+                .filter(|&&user| !inside(user)),
+        );
     }
     while let Some(id) = stack.pop() {
         if std::mem::replace(&mut seen[id.index()], true) || live.pos(id) > last {

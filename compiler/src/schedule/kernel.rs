@@ -8,8 +8,8 @@
 use crate::ir::{NodeId, Op};
 
 use super::classify::{class_of, is_batch_local, OpClass};
-use super::GraphMode;
 use super::fuse::LiveGraph;
+use super::GraphMode;
 
 /// A value a kernel argument is bound to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -79,12 +79,18 @@ pub struct Kernel {
 impl Kernel {
     /// The values the kernel reads (including updated state).
     pub fn reads(&self) -> impl Iterator<Item = Value> + '_ {
-        self.args.iter().filter(|arg| arg.access != Access::Write).map(|arg| arg.value)
+        self.args
+            .iter()
+            .filter(|arg| arg.access != Access::Write)
+            .map(|arg| arg.value)
     }
 
     /// The values the kernel writes (including updated state).
     pub fn writes(&self) -> impl Iterator<Item = Value> + '_ {
-        self.args.iter().filter(|arg| arg.access != Access::Read).map(|arg| arg.value)
+        self.args
+            .iter()
+            .filter(|arg| arg.access != Access::Read)
+            .map(|arg| arg.value)
     }
 }
 
@@ -96,7 +102,15 @@ pub(crate) fn kernel_for_group(
     mode: GraphMode,
 ) -> Kernel {
     let first = group[0];
-    let kind = match live.class(first) {
+    let has_contraction = group
+        .iter()
+        .any(|&id| live.class(id) == OpClass::Contraction);
+    let class = if has_contraction {
+        OpClass::Contraction
+    } else {
+        live.class(first)
+    };
+    let kind = match class {
         OpClass::Elementwise => KernelKind::Elementwise,
         OpClass::Reduction => KernelKind::Reduction,
         OpClass::Contraction => KernelKind::Contraction,
@@ -106,6 +120,7 @@ pub(crate) fn kernel_for_group(
         OpClass::Leaf | OpClass::View => KernelKind::Copy,
     };
     let mut args = match kind {
+        _ if group.len() > 1 => group_args(live, group, outputs),
         KernelKind::Elementwise | KernelKind::Reduction => group_args(live, group, outputs),
         KernelKind::Effect => effect_args(live, first),
         _ => single_args(live, first),
@@ -116,24 +131,49 @@ pub(crate) fn kernel_for_group(
         _ => false,
     });
     if draws_mask {
-        args.insert(0, KernelArg { value: Value::DropoutSeed, access: Access::Read });
+        args.insert(
+            0,
+            KernelArg {
+                value: Value::DropoutSeed,
+                access: Access::Read,
+            },
+        );
     }
     let batched_write = args.iter().all(|arg| {
         arg.access == Access::Read || matches!(arg.value, Value::Node(id) if is_batched(live, id))
     });
     let batch_split = batched_write
-        && matches!(kind, KernelKind::Elementwise | KernelKind::Contraction | KernelKind::Window)
+        && matches!(
+            kind,
+            KernelKind::Elementwise | KernelKind::Contraction | KernelKind::Window
+        )
         && group.iter().all(|&id| is_batch_local(live.op(id)));
-    Kernel { kind, nodes: group.to_vec(), args, batch_split }
+    Kernel {
+        kind,
+        nodes: group.to_vec(),
+        args,
+        batch_split,
+    }
 }
 
 /// A kernel copying `source` into the slot of graph output `index`.
 pub(crate) fn copy_kernel(source: NodeId, index: usize) -> Kernel {
     let args = vec![
-        KernelArg { value: Value::Node(source), access: Access::Read },
-        KernelArg { value: Value::Output(index), access: Access::Write },
+        KernelArg {
+            value: Value::Node(source),
+            access: Access::Read,
+        },
+        KernelArg {
+            value: Value::Output(index),
+            access: Access::Write,
+        },
     ];
-    Kernel { kind: KernelKind::Copy, nodes: Vec::new(), args, batch_split: false }
+    Kernel {
+        kind: KernelKind::Copy,
+        nodes: Vec::new(),
+        args,
+        batch_split: false,
+    }
 }
 
 fn is_batched(live: &LiveGraph, id: NodeId) -> bool {
@@ -148,14 +188,22 @@ fn group_args(live: &LiveGraph, group: &[NodeId], outputs: &[NodeId]) -> Vec<Ker
             let value = Value::Node(operand);
             let outside = !group.contains(&operand);
             if outside && !args.iter().any(|arg| arg.value == value) {
-                args.push(KernelArg { value, access: Access::Read });
+                args.push(KernelArg {
+                    value,
+                    access: Access::Read,
+                });
             }
         }
     }
     for &member in group {
-        let used_outside = live.users[member.index()].iter().any(|user| !group.contains(user));
+        let used_outside = live.users[member.index()]
+            .iter()
+            .any(|user| !group.contains(user));
         if used_outside || outputs.contains(&member) {
-            args.push(KernelArg { value: Value::Node(member), access: Access::Write });
+            args.push(KernelArg {
+                value: Value::Node(member),
+                access: Access::Write,
+            });
         }
     }
     args
@@ -165,9 +213,15 @@ fn group_args(live: &LiveGraph, group: &[NodeId], outputs: &[NodeId]) -> Vec<Ker
 fn single_args(live: &LiveGraph, id: NodeId) -> Vec<KernelArg> {
     let mut args: Vec<KernelArg> = live.inputs[id.index()]
         .iter()
-        .map(|&operand| KernelArg { value: Value::Node(operand), access: Access::Read })
+        .map(|&operand| KernelArg {
+            value: Value::Node(operand),
+            access: Access::Read,
+        })
         .collect();
-    args.push(KernelArg { value: Value::Node(id), access: Access::Write });
+    args.push(KernelArg {
+        value: Value::Node(id),
+        access: Access::Write,
+    });
     args
 }
 
@@ -181,8 +235,15 @@ fn effect_args(live: &LiveGraph, id: NodeId) -> Vec<KernelArg> {
         .iter()
         .enumerate()
         .map(|(slot, &operand)| {
-            let access = if state_slots.contains(&slot) { Access::Update } else { Access::Read };
-            KernelArg { value: Value::Node(operand), access }
+            let access = if state_slots.contains(&slot) {
+                Access::Update
+            } else {
+                Access::Read
+            };
+            KernelArg {
+                value: Value::Node(operand),
+                access,
+            }
         })
         .collect()
 }

@@ -91,8 +91,14 @@ fn dependencies(live: &LiveGraph, kernels: &[Kernel]) -> Vec<(usize, usize)> {
     // State: readers of the old value run before the effect that overwrites it; several
     // effects on one state run in kernel-index order.
     for (effect, kernel) in kernels.iter().enumerate() {
-        for arg in kernel.args.iter().filter(|arg| arg.access == Access::Update) {
-            let Value::Node(state) = arg.value else { continue };
+        for arg in kernel
+            .args
+            .iter()
+            .filter(|arg| arg.access == Access::Update)
+        {
+            let Value::Node(state) = arg.value else {
+                continue;
+            };
             let state = through_views(live, state);
             for (reader, other) in kernels.iter().enumerate() {
                 let reads_old = other.reads().any(|value| match value {

@@ -58,7 +58,10 @@ pub fn print_schedule(schedule: &Schedule) -> String {
                 Access::Write => "write",
                 Access::Update => "update",
             };
-            let slot = plan.slot_of.get(&arg.value).map_or("?".to_string(), |s| format!("s{s}"));
+            let slot = plan
+                .slot_of
+                .get(&arg.value)
+                .map_or("?".to_string(), |s| format!("s{s}"));
             let value = value_text(graph, &number, arg.value);
             let _ = writeln!(out, "    {access:<6} {value} -> {slot}");
         }
@@ -103,7 +106,11 @@ fn kernel_line(graph: &Graph, number: &[usize], position: usize, kernel: &Kernel
         .iter()
         .map(|&id| format!("{} %{}", graph.node(id).op.name(), number[id.index()]))
         .collect();
-    let split = if kernel.batch_split { "  [batch split]" } else { "" };
+    let split = if kernel.batch_split {
+        "  [batch split]"
+    } else {
+        ""
+    };
     format!("k{position} {kind}: {}{split}", ops.join(", "))
 }
 
@@ -111,7 +118,12 @@ fn value_text(graph: &Graph, number: &[usize], value: Value) -> String {
     match value {
         Value::Node(id) => {
             let node = graph.node(id);
-            format!("%{} {} {}", number[id.index()], node.op.name(), type_text(&node.ty))
+            format!(
+                "%{} {} {}",
+                number[id.index()],
+                node.op.name(),
+                type_text(&node.ty)
+            )
         }
         Value::DropoutSeed => "dropout seed i32[2]".to_string(),
         Value::Output(index) => match graph.outputs().get(index) {
@@ -123,8 +135,15 @@ fn value_text(graph: &Graph, number: &[usize], value: Value) -> String {
 
 /// Position of every node in the graph's topological order, by node index.
 fn node_numbers(graph: &Graph) -> Vec<usize> {
-    let order: Vec<NodeId> = graph.topological_order().unwrap_or_else(|| graph.node_ids());
-    let bound = graph.node_ids().iter().map(|id| id.index() + 1).max().unwrap_or(0);
+    let order: Vec<NodeId> = graph
+        .topological_order()
+        .unwrap_or_else(|| graph.node_ids());
+    let bound = graph
+        .node_ids()
+        .iter()
+        .map(|id| id.index() + 1)
+        .max()
+        .unwrap_or(0);
     let mut number = vec![0; bound];
     for (position, id) in order.iter().enumerate() {
         number[id.index()] = position;

@@ -36,10 +36,14 @@ fn sign_decides_derivative(activation: &Activation) -> bool {
 pub fn run(graph: &mut Graph) -> RewriteStats {
     let mut stats = RewriteStats::default();
     for id in graph.node_ids() {
-        let Op::ActivationGrad(activation) = &graph.node(id).op else { continue };
+        let Op::ActivationGrad(activation) = &graph.node(id).op else {
+            continue;
+        };
         let activation = activation.clone();
         let inputs = graph.inputs(id);
-        let (Some(&dy), Some(&x)) = (inputs.first(), inputs.get(1)) else { continue };
+        let (Some(&dy), Some(&x)) = (inputs.first(), inputs.get(1)) else {
+            continue;
+        };
         if activation == Activation::Identity {
             graph.set_input(id, 1, dy);
             stats.identity += 1;
@@ -85,12 +89,23 @@ mod tests {
         let x = graph.add(Op::Input { name: "x".into() }, ty.clone(), span, &[]);
         let dy = graph.add(Op::Input { name: "dy".into() }, ty.clone(), span, &[]);
         let y = graph.add(Op::Activation(Activation::Relu), ty.clone(), span, &[x]);
-        let grad = graph.add(Op::ActivationGrad(Activation::Relu), ty.clone(), span, &[dy, x]);
+        let grad = graph.add(
+            Op::ActivationGrad(Activation::Relu),
+            ty.clone(),
+            span,
+            &[dy, x],
+        );
         let other = graph.add(Op::Activation(Activation::Identity), ty.clone(), span, &[y]);
         let identity = Op::ActivationGrad(Activation::Identity);
         let identity_grad = graph.add(identity, ty.clone(), span, &[dy, y]);
         let stats = run(&mut graph);
-        assert_eq!(stats, RewriteStats { from_output: 1, identity: 1 });
+        assert_eq!(
+            stats,
+            RewriteStats {
+                from_output: 1,
+                identity: 1
+            }
+        );
         assert_eq!(graph.inputs(grad), vec![dy, y]);
         assert_eq!(graph.inputs(identity_grad), vec![dy, dy]);
         assert_eq!(graph.inputs(other), vec![y]);
@@ -104,7 +119,12 @@ mod tests {
         let x = graph.add(Op::Input { name: "x".into() }, ty.clone(), span, &[]);
         let dy = graph.add(Op::Input { name: "dy".into() }, ty.clone(), span, &[]);
         graph.add(Op::Activation(Activation::Relu), ty.clone(), span, &[x]);
-        graph.add(Op::Activation(Activation::Elu { alpha: 1.0 }), ty.clone(), span, &[x]);
+        graph.add(
+            Op::Activation(Activation::Elu { alpha: 1.0 }),
+            ty.clone(),
+            span,
+            &[x],
+        );
         let grad = graph.add(Op::ActivationGrad(Activation::Relu), ty, span, &[dy, x]);
         assert_eq!(run(&mut graph), RewriteStats::default());
         assert_eq!(graph.inputs(grad), vec![dy, x]);
