@@ -62,6 +62,8 @@ fn bench_json_has_one_record_per_phase_with_positive_figures() {
             "compile_seconds",
             "jit_seconds",
             "train_ms_per_step",
+            "train_gflops",
+            "infer_gflops",
         ] {
             positive(record, field);
         }
@@ -76,6 +78,8 @@ fn bench_json_has_one_record_per_phase_with_positive_figures() {
         .sum();
         assert!((parts - positive(record, "compile_seconds")).abs() < 1e-9);
         assert!(positive(record, "peak_rss_bytes") > 1e6, "{record}");
+        // PyTorch's flops.py counts the same 1,252,800 for its LeNet.
+        assert_eq!(record["fwd_macs_per_image"], 1_252_800);
         let loss = record["train_loss_last"]
             .as_f64()
             .expect("the training loss");

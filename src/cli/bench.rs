@@ -9,6 +9,7 @@
 //! whole entry), and nothing else happens inside a timed region; `--profile` measures kernels
 //! in separate rounds after the throughput figures, so it never slows them.
 
+mod flops;
 mod measure;
 mod profile;
 mod report;

@@ -90,6 +90,10 @@ pub struct KernelTime {
     pub seconds: f64,
     /// Its share of the sum of every step's median.
     pub share: f64,
+    /// Multiply-accumulates per batch item (0 unless it is a contraction).
+    pub macs: u64,
+    /// Achieved GFLOP/s (2 FLOP per multiply-accumulate), for contractions.
+    pub gflops: Option<f64>,
 }
 
 /// Steps with the same label, summed.
@@ -103,6 +107,8 @@ pub struct Group {
     pub seconds: f64,
     /// Share of the step.
     pub share: f64,
+    /// Achieved GFLOP/s of the group's contractions, if it has any.
+    pub gflops: Option<f64>,
 }
 
 /// Where one entry's time goes.
@@ -141,7 +147,12 @@ pub fn profile_all(
     for (index, (name, steps)) in infos.into_iter().enumerate() {
         super::report::progress(&format!("  profiling {name} ({steps} kernels)"));
         let (samples, overhead) = sample_steps(prepared, name, steps, batch, rounds)?;
-        profiles.push(summarise(&prepared.entries[index], &samples, overhead));
+        profiles.push(summarise(
+            &prepared.entries[index],
+            &samples,
+            overhead,
+            batch,
+        ));
     }
     Ok(profiles)
 }
@@ -188,7 +199,7 @@ fn sample_steps(
 }
 
 /// The profile of an entry from its samples.
-fn summarise(info: &EntryInfo, samples: &[Vec<f64>], overhead: f64) -> EntryProfile {
+fn summarise(info: &EntryInfo, samples: &[Vec<f64>], overhead: f64, batch: usize) -> EntryProfile {
     let medians: Vec<f64> = samples.iter().map(|values| median(values)).collect();
     let total: f64 = medians.iter().sum();
     let share = |seconds: f64| if total > 0.0 { seconds / total } else { 0.0 };
@@ -204,11 +215,13 @@ fn summarise(info: &EntryInfo, samples: &[Vec<f64>], overhead: f64) -> EntryProf
             ops: kernel.ops.clone(),
             seconds,
             share: share(seconds),
+            macs: kernel.macs,
+            gflops: gflops(kernel.macs, batch, seconds),
         })
         .collect();
     kernels.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
-    let by_kind = groups(&kernels, |kernel| &kernel.kind, total);
-    let by_ops = groups(&kernels, |kernel| &kernel.ops, total);
+    let by_kind = groups(&kernels, |kernel| &kernel.kind, total, batch);
+    let by_ops = groups(&kernels, |kernel| &kernel.ops, total, batch);
     EntryProfile {
         entry: info.name.to_string(),
         step_seconds: total,
@@ -219,25 +232,33 @@ fn summarise(info: &EntryInfo, samples: &[Vec<f64>], overhead: f64) -> EntryProf
     }
 }
 
+/// GFLOP/s of `macs` multiply-accumulates per item over `batch` items in `seconds`.
+fn gflops(macs: u64, batch: usize, seconds: f64) -> Option<f64> {
+    (macs > 0 && seconds > 0.0).then(|| 2.0 * macs as f64 * batch as f64 / seconds / 1e9)
+}
+
 /// Sums `kernels` by `label`, slowest group first.
 fn groups(
     kernels: &[KernelTime],
     label: impl Fn(&KernelTime) -> &String,
     total: f64,
+    batch: usize,
 ) -> Vec<Group> {
-    let mut sums: BTreeMap<&String, (usize, f64)> = BTreeMap::new();
+    let mut sums: BTreeMap<&String, (usize, f64, u64)> = BTreeMap::new();
     for kernel in kernels {
         let entry = sums.entry(label(kernel)).or_default();
         entry.0 += 1;
         entry.1 += kernel.seconds;
+        entry.2 += kernel.macs;
     }
     let mut groups: Vec<Group> = sums
         .into_iter()
-        .map(|(label, (count, seconds))| Group {
+        .map(|(label, (count, seconds, macs))| Group {
             label: label.clone(),
             count,
             seconds,
             share: if total > 0.0 { seconds / total } else { 0.0 },
+            gflops: gflops(macs, batch, seconds),
         })
         .collect();
     groups.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
@@ -311,13 +332,15 @@ mod tests {
             ops: ops.into(),
             seconds,
             share: 0.0,
+            macs: 0,
+            gflops: None,
         };
         let kernels = [
             kernel("relu", 1.0),
             kernel("conv2d", 2.5),
             kernel("relu", 2.0),
         ];
-        let by_ops = groups(&kernels, |kernel| &kernel.ops, 5.5);
+        let by_ops = groups(&kernels, |kernel| &kernel.ops, 5.5, 1);
         assert_eq!(by_ops[0].label, "relu");
         assert_eq!((by_ops[0].count, by_ops[0].seconds), (2, 3.0));
         assert!((by_ops[1].share - 2.5 / 5.5).abs() < 1e-12);

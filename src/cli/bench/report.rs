@@ -8,7 +8,7 @@
 use serde::Serialize;
 
 use super::measure::{Repetition, Timing};
-use super::profile::EntryProfile;
+use super::profile::{EntryProfile, Group};
 use super::setup::{Prepared, INFER_STEP};
 use compiler::codegen::TRAIN_STEP;
 
@@ -63,6 +63,9 @@ pub struct Record {
     infer_ms_per_step: Option<f64>,
     infer_min_ms_per_step: Option<f64>,
     infer_repeats_images_per_s: Vec<f64>,
+    fwd_macs_per_image: u64,
+    train_gflops: Option<f64>,
+    infer_gflops: Option<f64>,
     peak_rss_bytes: Option<u64>,
     peak_rss_per_configuration: bool,
     run_peak_rss_bytes: Option<u64>,
@@ -104,6 +107,13 @@ impl Record {
         };
         let (train, infer) = (&figures.train, &figures.infer);
         let times = &prepared.times;
+        // FLOP per image: 2 per multiply-accumulate, three passes when training.
+        let flop = 2.0 * prepared.forward_macs as f64 * batch as f64;
+        let gflops = |timing: &Option<Timing>, passes: f64| {
+            timing
+                .as_ref()
+                .map(|timing| passes * flop / timing.median_seconds / 1e9)
+        };
         Record {
             model: identity.model,
             phase: identity.phase,
@@ -126,6 +136,9 @@ impl Record {
             infer_ms_per_step: infer.as_ref().map(|timing| timing.median_seconds * 1e3),
             infer_min_ms_per_step: infer.as_ref().map(|timing| timing.min_seconds * 1e3),
             infer_repeats_images_per_s: per_repeat(infer),
+            fwd_macs_per_image: prepared.forward_macs,
+            train_gflops: gflops(train, 3.0),
+            infer_gflops: gflops(infer, 1.0),
             peak_rss_bytes: figures.peak_rss_bytes,
             peak_rss_per_configuration: figures.peak_rss_reset,
             run_peak_rss_bytes: figures.run_peak_rss_bytes,
@@ -240,36 +253,42 @@ fn profile_text(out: &mut String, profile: &EntryProfile) {
     );
     let _ = writeln!(out, "    by kind:");
     for group in &profile.by_kind {
-        let _ = writeln!(
-            out,
-            "      {:>5.1}%  {:9.3} ms  {:4}x  {}",
-            group.share * 100.0,
-            group.seconds * 1e3,
-            group.count,
-            group.label
-        );
+        group_line(out, group);
     }
     let _ = writeln!(out, "    by ops (top {TEXT_GROUP_ROWS}):");
     for group in profile.by_ops.iter().take(TEXT_GROUP_ROWS) {
-        let _ = writeln!(
-            out,
-            "      {:>5.1}%  {:9.3} ms  {:4}x  {}",
-            group.share * 100.0,
-            group.seconds * 1e3,
-            group.count,
-            group.label
-        );
+        group_line(out, group);
     }
     let _ = writeln!(out, "    slowest kernels (top {TEXT_KERNEL_ROWS}):");
     for kernel in profile.kernels.iter().take(TEXT_KERNEL_ROWS) {
         let _ = writeln!(
             out,
-            "      {:>5.1}%  {:9.3} ms  #{:<4} {} ({})",
+            "      {:>5.1}%  {:9.3} ms  {}  #{:<4} {} ({})",
             kernel.share * 100.0,
             kernel.seconds * 1e3,
+            gflops_text(kernel.gflops),
             kernel.index,
             kernel.kernel,
             kernel.ops
         );
     }
+}
+
+/// One row of a by-kind or by-ops table.
+fn group_line(out: &mut String, group: &Group) {
+    use std::fmt::Write;
+    let _ = writeln!(
+        out,
+        "      {:>5.1}%  {:9.3} ms  {}  {:4}x  {}",
+        group.share * 100.0,
+        group.seconds * 1e3,
+        gflops_text(group.gflops),
+        group.count,
+        group.label
+    );
+}
+
+/// `123.4 GFLOP/s`, or blanks of the same width.
+fn gflops_text(gflops: Option<f64>) -> String {
+    gflops.map_or(" ".repeat(13), |gflops| format!("{gflops:6.1} GFLOP/s"))
 }

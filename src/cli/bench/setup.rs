@@ -20,7 +20,7 @@ use runtime::program::{DType, HostTensor, ParamStore, Program, Storage, TensorRe
 use runtime::rng::Rng;
 use runtime::target::cpu::CpuExecutable;
 
-use super::{profile, BenchError, Mode};
+use super::{flops, profile, BenchError, Mode};
 use crate::cli::compile::ModelArgs;
 use crate::cli::Failure;
 
@@ -112,6 +112,8 @@ pub struct KernelInfo {
     pub kind: String,
     /// The ops it computes, joined by `+` (`copy` for an output copy).
     pub ops: String,
+    /// Multiply-accumulates per batch item (0 unless it is a contraction).
+    pub macs: u64,
 }
 
 /// A compiled entry and its steps, in program order.
@@ -138,6 +140,8 @@ pub struct Prepared {
     pub functions: usize,
     /// Bytes of the arena of temporaries.
     pub arena_bytes: usize,
+    /// Multiply-accumulates per image of the forward pass's contractions.
+    pub forward_macs: u64,
 }
 
 /// Compiles `configuration` of `front`'s model and fills its parameters and feeds.
@@ -169,7 +173,7 @@ pub fn prepare(front: &Front, configuration: &Configuration) -> Result<Prepared,
         })
         .collect();
     let compiled = compile_entries(&entries, Some(&front.source), configuration.batch)
-        .map_err(|error| crate::cli::train::programs::internal(error))?;
+        .map_err(crate::cli::train::programs::internal)?;
     let infos = entry_infos(&graphs, &compiled.schedules, &compiled.program);
     let mut program = compiled.program;
     if configuration.profile {
@@ -198,6 +202,7 @@ pub fn prepare(front: &Front, configuration: &Configuration) -> Result<Prepared,
         entries: infos,
         functions: compiled.functions,
         arena_bytes: program.arena_bytes,
+        forward_macs: flops::forward_macs(forward),
     })
 }
 
@@ -257,6 +262,7 @@ fn kernel_info(graph: &Graph, kernel: &compiler::schedule::Kernel, name: &str) -
         kernel: name.to_string(),
         kind: format!("{:?}", kernel.kind).to_lowercase(),
         ops,
+        macs: flops::macs_of(graph, &kernel.nodes),
     }
 }
 
