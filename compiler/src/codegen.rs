@@ -405,6 +405,33 @@ model tiny(classes = 4) {
     }
 
     #[test]
+    fn every_model_compiles_to_verified_mlir_in_both_phases() {
+        let directory = concat!(env!("CARGO_MANIFEST_DIR"), "/../models");
+        let mut paths: Vec<_> = std::fs::read_dir(directory)
+            .expect("models/")
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "coop"))
+            .collect();
+        paths.sort();
+        assert!(paths.len() >= 5, "{paths:?}");
+        for path in paths {
+            let text = std::fs::read_to_string(&path).expect("model file");
+            let (source, forwards) = forward_graphs(&text);
+            for forward in &forwards {
+                let training = training_graph(forward, &SgdOptions::default()).expect("training");
+                let evaluation = eval_graph(forward).expect("evaluation");
+                let program = compile_program(&training, &evaluation, &source, 2)
+                    .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+                if let Err(error) = runtime::target::cpu::verify_mlir(&program.mlir) {
+                    panic!("{}: {error}", path.display());
+                }
+                assert_eq!(program.validate(), Ok(()));
+            }
+        }
+    }
+
+    #[test]
     fn tiny_resnet_training_step_matches_the_reference_in_both_phases() {
         check_step(TINY_RESNET, 3);
     }

@@ -556,9 +556,13 @@ fn convolutions_and_dense_products_match_the_reference() {
     let db = net.add(Op::ChannelSum, TensorType::fixed(vec![5]), &[dy]);
     net.output("db", db);
     let schedule = crate::schedule::schedule(&net.graph, 4, GraphMode::Train).expect("schedule");
-    let fused = schedule.kernels.iter().filter(|kernel| kernel.nodes.len() == 2).count();
+    let fused = schedule
+        .kernels
+        .iter()
+        .filter(|kernel| kernel.nodes.len() == 2)
+        .count();
     assert_eq!(fused, 1, "the bias gradient joins the weight gradient");
-    
+
     check_batches(&net.graph, GraphMode::Train, Draw::Uniform);
 }
 
@@ -741,4 +745,114 @@ fn two_runs_are_bitwise_equal() {
             .collect()
     };
     assert_eq!(bits(&first), bits(&second));
+}
+
+/// Output size of a window along one axis.
+fn window_out(size: usize, kernel: usize, stride: usize, padding: usize) -> usize {
+    (size + 2 * padding - kernel) / stride + 1
+}
+
+#[test]
+fn random_convolution_and_pooling_shapes_match_the_reference() {
+    let mut rng = Rng::seed_from(2024);
+    for _ in 0..6 {
+        let pick = |rng: &mut Rng, low: usize, high: usize| {
+            low + rng.below((high - low + 1) as u64) as usize
+        };
+        let (cin, cout) = (pick(&mut rng, 1, 4), pick(&mut rng, 1, 5));
+        let kernel = [pick(&mut rng, 1, 3), pick(&mut rng, 1, 3)];
+        let stride = [pick(&mut rng, 1, 3), pick(&mut rng, 1, 3)];
+        let padding = [
+            pick(&mut rng, 0, kernel[0] / 2),
+            pick(&mut rng, 0, kernel[1] / 2),
+        ];
+        let (h, w) = (pick(&mut rng, kernel[0], 9), pick(&mut rng, kernel[1], 9));
+        let (ho, wo) = (
+            window_out(h, kernel[0], stride[0], padding[0]),
+            window_out(w, kernel[1], stride[1], padding[1]),
+        );
+        let mut net = Net::new();
+        let x = net.input("x", &[cin, h, w]);
+        let weight = net.param("w", ParamRole::Weight, &[cout, cin, kernel[0], kernel[1]]);
+        let bias = net.param("b", ParamRole::Bias, &[cout]);
+        let conv = Op::Conv2d {
+            stride,
+            padding,
+            bias: true,
+        };
+        let y = net.add(
+            conv,
+            TensorType::batch(vec![cout, ho, wo]),
+            &[x, weight, bias],
+        );
+        let dy = net.input("dy", &[cout, ho, wo]);
+        let dx = net.add(
+            Op::Conv2dInputGrad { stride, padding },
+            net.ty(x),
+            &[dy, weight],
+        );
+        let dw = net.add(
+            Op::Conv2dWeightGrad { stride, padding },
+            net.ty(weight),
+            &[dy, x],
+        );
+        let db = net.add(Op::ChannelSum, TensorType::fixed(vec![cout]), &[dy]);
+        let pooled = TensorType::batch(vec![cin, ho, wo]);
+        let max = net.add(
+            Op::MaxPool {
+                kernel,
+                stride,
+                padding,
+            },
+            pooled.clone(),
+            &[x],
+        );
+        let avg = net.add(
+            Op::AvgPool {
+                kernel,
+                stride,
+                padding,
+            },
+            pooled,
+            &[x],
+        );
+        let dp = net.input("dp", &[cin, ho, wo]);
+        let max_grad = Op::MaxPoolGrad {
+            kernel,
+            stride,
+            padding,
+        };
+        let dmax = net.add(max_grad, net.ty(x), &[dp, x]);
+        let davg = net.add(
+            Op::AvgPoolGrad {
+                kernel,
+                stride,
+                padding,
+            },
+            net.ty(x),
+            &[dp],
+        );
+        for (name, id) in [("y", y), ("dx", dx), ("dw", dw), ("db", db), ("max", max)] {
+            net.output(name, id);
+        }
+        for (name, id) in [("avg", avg), ("dmax", dmax), ("davg", davg)] {
+            net.output(name, id);
+        }
+        check_batches(&net.graph, GraphMode::Train, Draw::Coarse);
+    }
+}
+
+#[test]
+fn outputs_that_are_views_or_leaves_are_copied() {
+    let mut net = Net::new();
+    let x = net.input("x", &[2, 3, 2]);
+    let flat = net.add(Op::Flatten, TensorType::batch(vec![12]), &[x]);
+    let relu = net.same(Op::Activation(Activation::Relu), &[flat]);
+    let w = net.param("w", ParamRole::Weight, &[3]);
+    net.output("relu", relu);
+    net.output("flat", flat);
+    net.output("input", x);
+    net.output("weight", w);
+    net.output("again", relu);
+    check_batches(&net.graph, GraphMode::Eval, Draw::Uniform);
 }

@@ -150,3 +150,59 @@ fn node_numbers(graph: &Graph) -> Vec<usize> {
     }
     number
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{Activation, Op, ParamRole};
+    use crate::mlir::kernel_tests::Net;
+    use crate::schedule::{schedule, GraphMode};
+
+    #[test]
+    fn schedule_of_a_small_training_graph() {
+        let mut net = Net::new();
+        let x = net.input("image", &[3, 6, 6]);
+        let w = net.param("conv.weight", ParamRole::Weight, &[4, 3, 3, 3]);
+        let conv = Op::Conv2d {
+            stride: [1, 1],
+            padding: [1, 1],
+            bias: false,
+        };
+        let c = net.add(conv, TensorType::batch(vec![4, 6, 6]), &[x, w]);
+        let vector = TensorType::fixed(vec![4]);
+        let mean = net.add(Op::BatchMean, vector.clone(), &[c]);
+        let var = net.add(Op::BatchVar, vector, &[c, mean]);
+        let scale = net.param("bn.scale", ParamRole::BatchNormScale, &[4]);
+        let shift = net.param("bn.shift", ParamRole::BatchNormShift, &[4]);
+        let y = net.same(
+            Op::BatchNormApply { eps: 1e-5 },
+            &[c, mean, var, scale, shift],
+        );
+        let r = net.same(Op::Activation(Activation::Relu), &[y]);
+        let dr = net.input("dr", &[4, 6, 6]);
+        let g = net.same(Op::ActivationGrad(Activation::Relu), &[dr, y]);
+        let dw = net.add(
+            Op::Conv2dWeightGrad {
+                stride: [1, 1],
+                padding: [1, 1],
+            },
+            net.ty(w),
+            &[g, x],
+        );
+        let buffer = net.param(
+            "conv.weight.momentum",
+            ParamRole::MomentumBuffer,
+            &[4, 3, 3, 3],
+        );
+        let lr = net.scalar("lr");
+        let sgd = Op::SgdUpdate {
+            momentum: 0.9,
+            weight_decay: 1e-4,
+            nesterov: false,
+        };
+        net.same(sgd, &[w, dw, buffer, lr]);
+        net.output("r", r);
+        let schedule = schedule(&net.graph, 8, GraphMode::Train).expect("schedule");
+        insta::assert_snapshot!(print_schedule(&schedule));
+    }
+}
