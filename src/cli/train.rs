@@ -267,7 +267,8 @@ fn result_line(summary: &Summary, spec: &RunSpec) -> String {
     let epochs = summary.last_epoch;
     match summary.test {
         Some(test) => format!(
-            "test accuracy {:.2}% ({}/{}), loss {:.4} after epoch {epochs}; {parameters} parameters",
+            "test accuracy {:.2}% ({}/{}), loss {:.4} after epoch {epochs}; \
+             {parameters} parameters",
             100.0 * test.accuracy,
             test.correct,
             test.images,

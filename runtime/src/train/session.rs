@@ -86,18 +86,12 @@ pub fn train(
     }
     let checkpoints = spec.checkpoints_dir();
     std::fs::create_dir_all(&checkpoints).map_err(TrainError::io(&checkpoints))?;
-
     let resumed = if spec.resume {
         resume::find(spec)?
     } else {
         None
     };
-    let metrics_path = spec.metrics_path();
-    let metrics = match &resumed {
-        Some(found) => MetricsLog::resume(&metrics_path, found.checkpoint.manifest.epoch)?,
-        None if spec.resume && metrics_path.exists() => MetricsLog::resume(&metrics_path, 0)?,
-        None => MetricsLog::create(&metrics_path)?,
-    };
+    let metrics = open_metrics(spec, resumed.as_ref())?;
     let mut runner = Runner {
         spec,
         data,
@@ -137,6 +131,21 @@ pub fn train(
         last_checkpoint: runner.last_checkpoint,
         store,
     }))
+}
+
+/// The metrics log: new, or cut back to the resumed checkpoint's epoch (to nothing when a
+/// resume finds no checkpoint).
+fn open_metrics(
+    spec: &RunSpec,
+    resumed: Option<&resume::Resumed>,
+) -> Result<MetricsLog, TrainError> {
+    let path = spec.metrics_path();
+    let log = match resumed {
+        Some(found) => MetricsLog::resume(&path, found.checkpoint.manifest.epoch)?,
+        None if spec.resume && path.exists() => MetricsLog::resume(&path, 0)?,
+        None => MetricsLog::create(&path)?,
+    };
+    Ok(log)
 }
 
 impl Runner<'_> {
@@ -330,7 +339,7 @@ impl Runner<'_> {
             images_per_s: 0.0,
         };
         let last_of_phase = epoch.phase_epoch == phase.plan.epochs;
-        if !(last_of_phase || epoch.epoch % self.spec.eval_every.max(1) == 0) {
+        if !(last_of_phase || epoch.epoch.is_multiple_of(self.spec.eval_every.max(1))) {
             return Ok(record);
         }
         let data = self.data;
@@ -388,7 +397,7 @@ impl Runner<'_> {
 /// end of each phase (as [`crate::experiment::Plan::checkpoint_after`] says).
 fn checkpoint_due(spec: &RunSpec, phase: &PhaseRun, epoch: &EpochPlan) -> bool {
     let every = spec.checkpoint_every;
-    epoch.phase_epoch == phase.plan.epochs || (every > 0 && epoch.epoch % every == 0)
+    epoch.phase_epoch == phase.plan.epochs || (every > 0 && epoch.epoch.is_multiple_of(every))
 }
 
 /// The epochs of one phase, numbered globally.

@@ -124,10 +124,11 @@ impl Observer for Progress {
                 self.start_epoch(plan.epoch, plan.phase, plan.lr, batches);
             }
             Event::Batch(progress) => self.batch(&progress),
-            Event::Evaluating { images, .. } => match &self.bar {
-                Some(bar) => bar.set_message(format!("evaluating {images} images")),
-                None => {}
-            },
+            Event::Evaluating { images, .. } => {
+                if let Some(bar) = &self.bar {
+                    bar.set_message(format!("evaluating {images} images"));
+                }
+            }
             Event::EpochDone(record) => self.end_epoch(record),
             Event::CheckpointSaved { dir, .. } if !self.terminal => {
                 self.line(&format!("checkpoint {}", dir.display()));
