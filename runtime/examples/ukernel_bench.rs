@@ -8,6 +8,8 @@
 //!
 //! Run: `cargo run --release -p runtime --example ukernel_bench [-- batch]`.
 
+#![expect(clippy::print_stdout, reason = "a benchmark prints its figures")]
+
 use std::time::Instant;
 
 use runtime::target::cpu::ukernels::conv::{self, ConvShape};

@@ -74,9 +74,24 @@ pub enum TargetError {
         /// Its location.
         location: String,
     },
-    /// The JIT could not be created (LLVM translation or code generation failed).
-    #[error("the JIT compiler could not be created for the lowered module")]
-    Jit,
+    /// LLVM translation, optimisation, code generation or linking failed.
+    #[error("JIT compilation failed: {message}\n{}", lines(.diagnostics))]
+    Jit {
+        /// LLVM's message.
+        message: String,
+        /// What MLIR reported meanwhile (translation failures are reported there).
+        diagnostics: Vec<MlirDiagnostic>,
+    },
+    /// A kernel's MLIR signature is not the one its step's tensor slots describe.
+    #[error("kernel `{kernel}` has type `{found}`; its step's tensors need `{expected}`")]
+    KernelSignature {
+        /// The kernel.
+        kernel: String,
+        /// The function type the slots describe.
+        expected: String,
+        /// The function type in the module.
+        found: String,
+    },
     /// A step names a kernel the module does not define.
     #[error("kernel `{kernel}` (entry `{entry}`) is not defined by the module")]
     MissingKernel {

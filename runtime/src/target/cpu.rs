@@ -1,5 +1,6 @@
 //! The CPU target: a program's MLIR module is parsed, verified, lowered to LLVM and compiled
-//! in process by MLIR's execution engine; contractions run in the Rust micro-kernels of
+//! in process by the [`jit`] (LLVM `-O3` for the host CPU, one thread per core); contractions
+//! run in the Rust micro-kernels of
 //! [`ukernels`], registered as JIT symbols. [`CpuExecutable::run`] binds the tensor slots to
 //! memory (caller's parameters and feeds, the program's arena, fresh outputs) and calls the
 //! steps of an entry in order.
@@ -9,14 +10,14 @@
 //! the entry at the failing step, leaving persistent tensors partly updated).
 
 mod call;
-mod engine;
+pub mod jit;
 pub mod pipeline;
 pub mod ukernels;
 
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -26,23 +27,17 @@ use crate::program::{
 };
 use crate::target::TargetError;
 use call::Frame;
-use engine::{Engine, PackedFunction};
+use jit::{CompiledKernel, Jit};
 use pipeline::MlirSession;
-
-/// LLVM optimisation level of the JIT.
-const OPT_LEVEL: i32 = 3;
 
 /// A batch-split step is cut into parts only when its batched arguments hold at least this
 /// many elements in all; below it, a thread hand-off costs more than it saves.
-const SPLIT_MIN_ELEMENTS: usize = 1 << 14;
+const SPLIT_MIN_ELEMENTS: usize = 1 << 18;
 
 /// A program compiled for this CPU, with its arena.
 pub struct CpuExecutable {
-    #[expect(
-        dead_code,
-        reason = "owns the JIT code that the kernel pointers point into"
-    )]
-    engine: Engine,
+    #[expect(dead_code, reason = "owns the JIT code that the kernel addresses point into")]
+    jit: Jit,
     program: Program,
     entries: Vec<EntryPlan>,
     arena: Vec<ArenaBlock>,
@@ -51,7 +46,7 @@ pub struct CpuExecutable {
 
 /// An entry with its kernels resolved and the slots it touches.
 struct EntryPlan {
-    steps: Vec<PackedFunction>,
+    steps: Vec<CompiledKernel>,
     slots: Vec<usize>,
 }
 
@@ -81,33 +76,37 @@ impl CpuExecutable {
     pub fn compile(program: &Program) -> Result<Self, TargetError> {
         let started = Instant::now();
         program.validate()?;
-        let engine = {
+        let kernels = kernel_names(program);
+        let (jit, compiled) = {
             let session = MlirSession::new();
             let mut module = session.parse(&program.mlir)?;
+            check_signatures(program, &pipeline::kernel_signatures(&module))?;
             let parsed = started.elapsed().as_secs_f64();
             session.lower(&mut module)?;
             let lowered = started.elapsed().as_secs_f64();
-            let engine = Engine::new(&module, OPT_LEVEL).ok_or(TargetError::Jit)?;
-            tracing::debug!(parsed, lowered, "mlir parsed and lowered");
-            engine
+            let threads = ukernels::pool().current_num_threads();
+            let symbols = ukernels::symbols();
+            let compiled =
+                Jit::compile(&module, &kernels, &symbols, threads).map_err(|message| {
+                    TargetError::Jit {
+                        message,
+                        diagnostics: session.take_diagnostics(),
+                    }
+                })?;
+            tracing::debug!(parsed, lowered, threads, "mlir parsed and lowered");
+            compiled
         };
-        for (name, address) in ukernels::symbols() {
-            // SAFETY: each address is the extern "C" micro-kernel with the signature that
-            // MLIR's declaration of `name` (see `ukernels`) makes JIT code call it with.
-            unsafe { engine.register_symbol(name, address) };
-        }
-        engine.initialize();
         let entries = program
             .entries
             .iter()
-            .map(|entry| plan_entry(&engine, entry))
+            .map(|entry| plan_entry(&compiled, entry))
             .collect::<Result<Vec<_>, _>>()?;
         let blocks = program.arena_bytes.div_ceil(ARENA_ALIGN);
         let compile_seconds = started.elapsed().as_secs_f64();
-        let kernels: usize = entries.iter().map(|entry| entry.steps.len()).sum();
+        let kernels = kernels.len();
         tracing::info!(kernels, seconds = compile_seconds, "compiled for the CPU");
         Ok(CpuExecutable {
-            engine,
+            jit,
             program: program.clone(),
             entries,
             arena: vec![ArenaBlock([0; ARENA_ALIGN]); blocks],
@@ -230,14 +229,14 @@ impl CpuExecutable {
         bases: &[*mut u8],
     ) -> Result<(), TargetError> {
         let step = &self.program.entries[index].steps[step_index];
-        let function = self.entries[index].steps[step_index];
+        let kernel = self.entries[index].steps[step_index];
         let _span = tracing::trace_span!("kernel", name = %step.kernel).entered();
         let tensors = &self.program.tensors;
         let parts = split_parts(self, step.batch_split, &step.args, batch);
         let mut frames: Vec<Frame> = (0..parts)
             .map(|part| {
                 let (first, end) = (part * batch / parts, (part + 1) * batch / parts);
-                Frame::new(function, tensors, &step.args, bases, first, end - first)
+                Frame::new(kernel, tensors, &step.args, bases, first, end - first)
             })
             .collect();
         // SAFETY: `bind` gave every argument slot a live buffer of its size for this batch
@@ -286,8 +285,53 @@ fn split_parts(
     ukernels::pool().current_num_threads().min(batch).max(1)
 }
 
+/// The kernels the entries call, each once, in order of first use.
+fn kernel_names(program: &Program) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    let steps = program.entries.iter().flat_map(|entry| &entry.steps);
+    steps
+        .filter(|step| seen.insert(step.kernel.as_str()))
+        .map(|step| step.kernel.clone())
+        .collect()
+}
+
+/// Checks that every step's kernel exists and takes exactly the memrefs its slots describe
+/// (`(memref<?x16x32x32xf32>, memref<f32>) -> ()`): a mismatch would corrupt memory.
+fn check_signatures(
+    program: &Program,
+    signatures: &HashMap<String, String>,
+) -> Result<(), TargetError> {
+    for entry in &program.entries {
+        for step in &entry.steps {
+            let Some(found) = signatures.get(&step.kernel) else {
+                return Err(TargetError::MissingKernel {
+                    entry: entry.name.clone(),
+                    kernel: step.kernel.clone(),
+                });
+            };
+            let types: Vec<String> = step
+                .args
+                .iter()
+                .map(|&id| program.tensors[id].memref_type())
+                .collect();
+            let expected = format!("({}) -> ()", types.join(", "));
+            if *found != expected || step.args.len() > jit::MAX_ARITY {
+                return Err(TargetError::KernelSignature {
+                    kernel: step.kernel.clone(),
+                    expected,
+                    found: found.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Resolves the kernels of an entry and lists the slots its steps use.
-fn plan_entry(engine: &Engine, entry: &Entry) -> Result<EntryPlan, TargetError> {
+fn plan_entry(
+    compiled: &HashMap<String, CompiledKernel>,
+    entry: &Entry,
+) -> Result<EntryPlan, TargetError> {
     let mut slots: Vec<usize> = entry
         .steps
         .iter()
@@ -299,8 +343,9 @@ fn plan_entry(engine: &Engine, entry: &Entry) -> Result<EntryPlan, TargetError> 
         .steps
         .iter()
         .map(|step| {
-            engine
-                .packed_kernel(&step.kernel)
+            compiled
+                .get(&step.kernel)
+                .copied()
                 .ok_or_else(|| TargetError::MissingKernel {
                     entry: entry.name.clone(),
                     kernel: step.kernel.clone(),

@@ -1,5 +1,5 @@
 //! Calling one kernel step: memref descriptors built from tensor slots and a batch range, and
-//! the call through the kernel's packed wrapper.
+//! the call of the kernel's C interface with a pointer to each.
 //!
 //! Invariant: a [`Frame`] owns the descriptor words its argument pointers point into, and is
 //! never moved between building its pointers and the call (the words live on the heap).
@@ -7,15 +7,14 @@
 use std::ffi::c_void;
 
 use crate::program::TensorSlot;
-use crate::target::cpu::engine::PackedFunction;
+use crate::target::cpu::jit::{self, CompiledKernel};
 
 /// The arguments of one call: every descriptor (`[allocated, aligned, offset, sizes..,
-/// strides..]`, all 64-bit words), a pointer to each, and the packed array pointing at those.
+/// strides..]`, all 64-bit words) and a pointer to each.
 pub struct Frame {
-    function: PackedFunction,
+    kernel: CompiledKernel,
     words: Vec<i64>,
     descriptors: Vec<*mut c_void>,
-    packed: Vec<*mut c_void>,
 }
 
 // SAFETY: a frame only holds addresses. Frames sent to pool threads are those of the parts of
@@ -27,7 +26,7 @@ impl Frame {
     /// Builds the descriptors of `args` for the batch items `first..first + count`; `bases[id]`
     /// is the address of slot `id`'s first element for the whole call.
     pub fn new(
-        function: PackedFunction,
+        kernel: CompiledKernel,
         slots: &[TensorSlot],
         args: &[usize],
         bases: &[*mut u8],
@@ -48,19 +47,14 @@ impl Frame {
             push_descriptor(&mut words, base, &sizes);
         }
         let mut frame = Frame {
-            function,
+            kernel,
             words,
             descriptors: Vec::new(),
-            packed: Vec::new(),
         };
         let origin = frame.words.as_mut_ptr();
         frame.descriptors = starts
             .iter()
             .map(|&start| origin.wrapping_add(start).cast())
-            .collect();
-        let pointers = frame.descriptors.as_mut_ptr();
-        frame.packed = (0..args.len())
-            .map(|index| pointers.wrapping_add(index).cast())
             .collect();
         frame
     }
@@ -70,11 +64,11 @@ impl Frame {
     /// # Safety
     ///
     /// The bases the frame was built from must address live buffers of their slots' sizes,
-    /// and the function must be the kernel whose signature the slots describe.
+    /// and the kernel's signature must be the one the slots describe (checked at compile).
     pub unsafe fn call(&mut self) {
-        // SAFETY: `packed[i]` points to `descriptors[i]`, which points to the descriptor words
-        // of argument i; the caller vouches for the buffers and the signature.
-        unsafe { (self.function)(self.packed.as_mut_ptr()) }
+        // SAFETY: `descriptors[i]` points to the descriptor words of argument i; the caller
+        // vouches for the buffers and the signature.
+        unsafe { jit::call(self.kernel, &self.descriptors) }
     }
 }
 

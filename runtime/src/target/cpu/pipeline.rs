@@ -5,10 +5,12 @@
 //! Invariant: every failure returns the diagnostics MLIR emitted while it happened (with
 //! their locations); nothing is printed.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use melior::dialect::DialectRegistry;
+use melior::ir::block::BlockLike;
 use melior::ir::operation::{OperationLike, WalkOrder, WalkResult};
 use melior::ir::Module;
 use melior::pass::PassManager;
@@ -150,6 +152,29 @@ impl Default for MlirSession {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// The function type of every top-level `func.func` of a module (before lowering), by name,
+/// as MLIR prints it, e.g. `(memref<?x16xf32>, memref<f32>) -> ()`.
+pub fn kernel_signatures(module: &Module<'_>) -> HashMap<String, String> {
+    let mut signatures = HashMap::new();
+    let mut operation = module.body().first_operation();
+    while let Some(current) = operation {
+        let is_function = current.name().as_string_ref().as_str() == Ok("func.func");
+        let name = current
+            .attribute("sym_name")
+            .ok()
+            .map(|value| value.to_string());
+        let ty = current
+            .attribute("function_type")
+            .ok()
+            .map(|value| value.to_string());
+        if let (true, Some(name), Some(ty)) = (is_function, name, ty) {
+            signatures.insert(name.trim_matches('"').to_owned(), ty);
+        }
+        operation = current.next_in_block();
+    }
+    signatures
 }
 
 /// The first operation that is neither the module nor in the LLVM dialect, as an error.

@@ -321,6 +321,78 @@ fn micro_kernel_shape_errors_stop_the_entry() {
 }
 
 #[test]
+fn steps_whose_slots_disagree_with_the_kernel_type_are_refused() {
+    let mut wrong = program();
+    wrong.tensors[4].dims = vec![4];
+    match CpuExecutable::compile(&wrong) {
+        Err(TargetError::KernelSignature {
+            kernel,
+            expected,
+            found,
+        }) => {
+            assert_eq!(kernel, "conv");
+            assert!(expected.contains("memref<4xf32>"), "{expected}");
+            assert!(found.contains("memref<3xf32>"), "{found}");
+        }
+        Err(other) => panic!("expected a signature error, got {other}"),
+        Ok(_) => panic!("expected a signature error, got a compiled program"),
+    }
+}
+
+#[test]
+fn batch_split_steps_give_the_same_bits_as_whole_batch_steps() {
+    // 8 x 4 x 64 x 64 elements, above the size at which a batch-split step runs in parts.
+    let text = r#"
+#id = affine_map<(n, c, h, w) -> (n, c, h, w)>
+module {
+  func.func @softplus(%x: memref<?x4x64x64xf32>, %y: memref<?x4x64x64xf32>)
+      attributes {llvm.emit_c_interface} {
+    linalg.generic {indexing_maps = [#id, #id],
+                    iterator_types = ["parallel", "parallel", "parallel", "parallel"]}
+        ins(%x : memref<?x4x64x64xf32>) outs(%y : memref<?x4x64x64xf32>) {
+    ^bb0(%a: f32, %out: f32):
+      %e = math.exp %a : f32
+      %l = math.log1p %e : f32
+      linalg.yield %l : f32
+    }
+    return
+  }
+}"#;
+    let batch = 8;
+    let elements = batch * 4 * 64 * 64;
+    assert!(2 * elements >= SPLIT_MIN_ELEMENTS);
+    let outputs = [false, true].map(|batch_split| {
+        let program = Program {
+            mlir: text.into(),
+            tensors: vec![
+                slot("x", true, &[4, 64, 64], Storage::Feed),
+                slot("y", true, &[4, 64, 64], Storage::Output),
+            ],
+            entries: vec![Entry {
+                name: "run".into(),
+                steps: vec![step("softplus", &[0, 1], batch_split)],
+            }],
+            max_batch: batch,
+            arena_bytes: 0,
+        };
+        let mut executable = CpuExecutable::compile(&program).expect("compiles");
+        let x = values(3, elements);
+        let feeds = [("x", TensorRef::F32(&x))];
+        let outputs = executable.run("run", batch, &feeds, &mut ParamStore::default());
+        let y = outputs.expect("runs")["y"].as_f32().expect("f32").to_vec();
+        for (index, (&input, &output)) in x.iter().zip(&y).enumerate().step_by(997) {
+            let expected = f64::from(input).exp().ln_1p();
+            assert!(
+                (f64::from(output) - expected).abs() < 1e-6,
+                "y[{index}] = {output}"
+            );
+        }
+        y.iter().map(|value| value.to_bits()).collect::<Vec<_>>()
+    });
+    assert_eq!(outputs[0], outputs[1]);
+}
+
+#[test]
 fn compile_errors_carry_mlir_diagnostics_and_locations() {
     let bad_type = "module {\n  func.func @f(%a: memref<2xf32>) {\n    \
                     %c = arith.addi %a, %a : f32\n    return\n  }\n}";

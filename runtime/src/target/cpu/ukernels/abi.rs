@@ -137,7 +137,10 @@ fn guarded(kernel: &'static str, body: impl FnOnce() -> Result<(), String>) {
     record_failure(UkernelError { kernel, message });
 }
 
-fn stride_and_padding(values: [i64; 4]) -> Result<((usize, usize), (usize, usize)), String> {
+/// `(stride, padding)`, each `(height, width)`.
+type StrideAndPadding = ((usize, usize), (usize, usize));
+
+fn stride_and_padding(values: [i64; 4]) -> Result<StrideAndPadding, String> {
     let [stride_h, stride_w, pad_h, pad_w] = values.map(|value| usize::try_from(value).ok());
     match (stride_h, stride_w, pad_h, pad_w) {
         (Some(sh), Some(sw), Some(ph), Some(pw)) if sh > 0 && sw > 0 => Ok(((sh, sw), (ph, pw))),
@@ -192,7 +195,6 @@ fn optional_len(bias: [usize; 1], wanted: usize, operand: &str) -> Result<usize,
 /// # Safety
 ///
 /// Each pointer must point to a valid descriptor of live memory (JIT code guarantees it).
-#[expect(clippy::too_many_arguments, reason = "the C signature MLIR calls")]
 unsafe extern "C" fn conv2d_forward(
     x: &MemRef<4>,
     w: &MemRef<4>,
@@ -262,7 +264,6 @@ unsafe extern "C" fn conv2d_input_grad(
 /// # Safety
 ///
 /// Each pointer must point to a valid descriptor of live memory (JIT code guarantees it).
-#[expect(clippy::too_many_arguments, reason = "the C signature MLIR calls")]
 unsafe extern "C" fn conv2d_weight_grad(
     dy: &MemRef<4>,
     x: &MemRef<4>,
