@@ -12,6 +12,7 @@
 //! Reductions run in a fixed order (per-lane partial sums, then the lanes in order), so results
 //! are bitwise reproducible.
 
+mod approx;
 mod contraction;
 mod effect;
 mod elementwise;

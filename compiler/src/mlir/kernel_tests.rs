@@ -296,7 +296,7 @@ pub(crate) fn assert_close(
     let scale = expected.iter().fold(1.0f64, |acc, v| acc.max(v.abs()));
     for (index, (f, e)) in found.iter().zip(expected).enumerate() {
         let bound = e.abs() * relative + scale * absolute;
-        let same_non_finite = !e.is_finite() && f.to_bits() == e.to_bits();
+        let same_non_finite = (e.is_nan() && f.is_nan()) || (e.is_infinite() && f == e);
         assert!(
             same_non_finite || (f - e).abs() <= bound,
             "{what}[{index}]: found {f}, expected {e} (bound {bound})"

@@ -2,10 +2,12 @@
 //! and `math` ops on `f32` values inside a `linalg.generic` region.
 //!
 //! Each formula is PyTorch's (CPU kernels), including which side of a comparison NaN falls on
-//! and where softplus turns linear, so results compare with PyTorch baselines.
+//! and where softplus turns linear, so results compare with PyTorch baselines. Exponentials and
+//! logarithms are the vectorisable [`approx`] forms.
 
 use crate::ir::Activation;
 
+use super::approx;
 use super::writer::FunctionWriter;
 
 /// `a <op> b` for an `arith` binary float op.
@@ -59,7 +61,7 @@ pub fn activation(
         // x > 0 ? x : α·expm1(x)
         Activation::Elu { alpha } => {
             let alpha = writer.f32(*alpha);
-            let expm1 = math(writer, "expm1", x);
+            let expm1 = approx::expm1(writer, x);
             let negative = binary(writer, "mulf", &expm1, &alpha);
             let positive = compare(writer, "ogt", x, &zero);
             select(writer, &positive, x, &negative)
@@ -69,8 +71,8 @@ pub fn activation(
             let beta = writer.f32(*beta);
             let threshold = writer.f32(*threshold);
             let scaled = binary(writer, "mulf", x, &beta);
-            let exp = math(writer, "exp", &scaled);
-            let log = math(writer, "log1p", &exp);
+            let exp = approx::exp(writer, &scaled);
+            let log = approx::log1p(writer, &exp);
             let soft = binary(writer, "divf", &log, &beta);
             let linear = compare(writer, "ogt", &scaled, &threshold);
             select(writer, &linear, x, &soft)
@@ -111,7 +113,7 @@ pub fn activation_grad(
         // x <= 0 ? dy·α·exp(x) : dy
         Activation::Elu { alpha } => {
             let alpha = writer.f32(*alpha);
-            let exp = math(writer, "exp", x);
+            let exp = approx::exp(writer, x);
             let scaled = binary(writer, "mulf", dy, &alpha);
             let negative = binary(writer, "mulf", &scaled, &exp);
             let not_positive = compare(writer, "ole", x, &zero);
@@ -123,7 +125,7 @@ pub fn activation_grad(
             let threshold = writer.f32(*threshold);
             let one = writer.f32(1.0);
             let scaled = binary(writer, "mulf", x, &beta);
-            let z = math(writer, "exp", &scaled);
+            let z = approx::exp(writer, &scaled);
             let numerator = binary(writer, "mulf", dy, &z);
             let denominator = binary(writer, "addf", &z, &one);
             let soft = binary(writer, "divf", &numerator, &denominator);
