@@ -13,7 +13,9 @@
 //! are bitwise reproducible.
 
 mod approx;
+mod batchnorm;
 mod contraction;
+mod dropout;
 mod effect;
 mod elementwise;
 pub mod generic;
@@ -117,16 +119,21 @@ pub(crate) struct Emit<'a> {
 }
 
 impl Emit<'_> {
-    /// Points the locations of the ops written next at `node`'s source.
-    pub fn locate(&mut self, node: NodeId) {
+    /// The `loc(...)` text of `node`'s source (empty without a source file).
+    pub fn location_of(&self, node: NodeId) -> String {
         let span = self.graph.node(node).span;
-        let location = match self.source {
+        match self.source {
             Some(file) => {
                 let (line, column) = file.line_column(span.start);
                 location_text(&file.name, line, column)
             }
             None => String::new(),
-        };
+        }
+    }
+
+    /// Points the locations of the ops written next at `node`'s source.
+    pub fn locate(&mut self, node: NodeId) {
+        let location = self.location_of(node);
         self.writer.set_location(location);
     }
 

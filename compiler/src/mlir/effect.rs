@@ -4,7 +4,7 @@
 
 use crate::ir::Op;
 
-use super::generic::{batch_size, collapse, Generic, GenericOperand};
+use super::generic::{batch_count, collapse, Generic, GenericOperand};
 use super::scalar::binary;
 use super::{Emit, MlirError};
 
@@ -104,17 +104,8 @@ fn running_update(emit: &mut Emit<'_>, momentum: f32, unbiased: bool) -> Result<
     let channels = emit.types[0].item_elements().max(1);
     let correction = if unbiased {
         let x = emit.args[2].clone();
-        let batch = batch_size(&mut emit.writer, &x);
-        let per_item = emit.writer.index(emit.types[2].item_elements() / channels);
-        let count = emit
-            .writer
-            .assign("m", &format!("arith.muli {batch}, {per_item} : index"));
-        let count = emit
-            .writer
-            .assign("m", &format!("arith.index_cast {count} : index to i64"));
-        let count = emit
-            .writer
-            .assign("m", &format!("arith.sitofp {count} : i64 to f32"));
+        let per_item = emit.types[2].item_elements() / channels;
+        let count = batch_count(&mut emit.writer, &x, per_item);
         let one = emit.writer.f32(1.0);
         let less = emit
             .writer

@@ -222,6 +222,16 @@ pub fn batch_size(writer: &mut FunctionWriter, buffer: &Buffer) -> String {
     )
 }
 
+/// `N·per_item` as an `f32`, `N` being the batch size of the batched `buffer`: the number of
+/// elements per channel of a batch (`M` of BatchNorm).
+pub fn batch_count(writer: &mut FunctionWriter, buffer: &Buffer, per_item: usize) -> String {
+    let batch = batch_size(writer, buffer);
+    let per_item = writer.index(per_item);
+    let count = writer.assign("m", &format!("arith.muli {batch}, {per_item} : index"));
+    let count = writer.assign("m", &format!("arith.index_cast {count} : index to i64"));
+    writer.assign("m", &format!("arith.sitofp {count} : i64 to f32"))
+}
+
 /// One operand of a `linalg.generic`: the buffer and its indexing map's results, written over
 /// dimension names `d0, d1, ...` (e.g. `"d0, d1"` or `"0"` or `""`).
 #[derive(Clone, Debug)]

@@ -13,7 +13,7 @@ use crate::ir::{NodeId, Op, TensorType};
 use crate::schedule::{broadcast_of, Access, Broadcast, Value};
 
 use super::generic::{
-    alloc, batch_size, collapse, dealloc, fill, identity_map, Buffer, Dim, Generic, GenericOperand,
+    alloc, batch_count, collapse, dealloc, fill, identity_map, Buffer, Dim, Generic, GenericOperand,
 };
 use super::scalar::{binary, math, prelu_slope_term};
 use super::writer::FunctionWriter;
@@ -239,17 +239,8 @@ fn element_count(
         .position(|(arg, ty)| arg.access == Access::Read && ty == source)
         .ok_or(MlirError::BadKernel { op: "reduce" })?;
     let buffer = emit.args[full].clone();
-    let batch = batch_size(&mut emit.writer, &buffer);
-    let per_item = emit.writer.index(source.item_elements() / channels.max(1));
-    let count = emit
-        .writer
-        .assign("m", &format!("arith.muli {batch}, {per_item} : index"));
-    let count = emit
-        .writer
-        .assign("m", &format!("arith.index_cast {count} : index to i64"));
-    Ok(emit
-        .writer
-        .assign("m", &format!("arith.sitofp {count} : i64 to f32")))
+    let per_item = source.item_elements() / channels.max(1);
+    Ok(batch_count(&mut emit.writer, &buffer, per_item))
 }
 
 /// The per-channel finish of `node`'s sum, in place in `out`.

@@ -1,0 +1,194 @@
+//! The per-channel prologue of BatchNorm inside element-wise kernels. Applying BatchNorm and
+//! its input gradient are affine maps per channel; their coefficients are computed once per
+//! channel by a small generic over `[C]` before the main generic (as PyTorch's CPU kernels
+//! do), which then reads them like any other per-channel operand.
+//!
+//! - apply: `y = α·x + β'` with `invstd = 1/sqrt(var + eps)`, `α = invstd·γ`,
+//!   `β' = β − mean·α`;
+//! - input gradient: `dx = k·dy − s·(x − mean) − o` with `k = γ·invstd`,
+//!   `s = k·invstd·dscale/M`, `o = k·dshift/M`, `M = N·H·W`.
+
+use std::collections::BTreeMap;
+
+use crate::ir::{NodeId, Op, TensorType};
+use crate::schedule::Value;
+
+use super::generic::{alloc, batch_count, dealloc, Buffer, Dim, Generic, GenericOperand};
+use super::scalar::binary;
+use super::writer::FunctionWriter;
+use super::{Emit, MlirError};
+
+/// Per-channel coefficients of one BatchNorm-like node, computed by the prologue.
+pub(crate) struct Coefficients {
+    /// Index of the first coefficient among the main generic's inputs.
+    pub first_input: usize,
+    /// The prologue's output buffers, one per coefficient.
+    pub buffers: Vec<Buffer>,
+}
+
+/// Operand slots of `op` that only its per-channel prologue reads.
+pub(crate) fn prologue_slots(op: &Op) -> &'static [usize] {
+    match op {
+        Op::BatchNormApply { .. } | Op::BatchNorm { .. } => &[1, 2, 3, 4],
+        Op::BatchNormInputGrad { .. } => &[3, 4, 5, 6],
+        _ => &[],
+    }
+}
+
+/// Computes the per-channel coefficients of every BatchNorm-like node of the group and adds
+/// them to the generic's inputs; returns them per node. Free them with [`free`].
+pub(crate) fn prologue(
+    emit: &mut Emit<'_>,
+    space: &TensorType,
+    generic: &mut Generic,
+) -> Result<BTreeMap<NodeId, Coefficients>, MlirError> {
+    let mut result = BTreeMap::new();
+    let nodes = emit.kernel.nodes.clone();
+    for node in nodes {
+        let op = emit.graph.node(node).op.clone();
+        let inputs = emit.graph.inputs(node);
+        let (channel_slots, count): (&[usize], usize) = match op {
+            Op::BatchNormApply { .. } => (&[1, 2, 3, 4], 2),
+            Op::BatchNorm { .. } => (&[1, 2, 3, 4], 2),
+            Op::BatchNormInputGrad { .. } => (&[2, 3, 4, 5, 6], 3),
+            _ => continue,
+        };
+        let channels = match (space.batched, space.dims.first()) {
+            (true, Some(&channels)) => channels,
+            _ => {
+                let (op, span) = emit.describe(node);
+                let reason = "BatchNorm needs a batched tensor with a channel axis";
+                return Err(MlirError::UnsupportedShape {
+                    op,
+                    ty: space.clone(),
+                    reason,
+                    span,
+                });
+            }
+        };
+        emit.locate(node);
+        let mut per_channel = Generic {
+            iterators: vec!["parallel"],
+            ..Generic::default()
+        };
+        for &slot in channel_slots {
+            let index = inputs.get(slot).and_then(|&id| emit.arg_of(id));
+            let index = index.ok_or(MlirError::BadKernel { op: op.name() })?;
+            let map = if emit.types[index].dims == [1] && channels != 1 {
+                "0"
+            } else {
+                "d0"
+            };
+            per_channel.ins.push(GenericOperand {
+                buffer: emit.args[index].clone(),
+                map: map.into(),
+            });
+        }
+        let mut buffers = Vec::with_capacity(count);
+        for _ in 0..count {
+            let buffer = alloc(&mut emit.writer, vec![Dim::Static(channels)], space.dtype);
+            per_channel.outs.push(GenericOperand {
+                buffer: buffer.clone(),
+                map: "d0".into(),
+            });
+            buffers.push(buffer);
+        }
+        let elements = match &op {
+            Op::BatchNormInputGrad { .. } => Some(batch_elements(emit, space, channels)?),
+            _ => None,
+        };
+        per_channel.write(&mut emit.writer, |writer, block| {
+            Ok(coefficients(writer, &op, block, elements.as_deref()))
+        })?;
+        let first_input = generic.ins.len();
+        for buffer in &buffers {
+            generic.ins.push(GenericOperand {
+                buffer: buffer.clone(),
+                map: "d1".to_string(),
+            });
+        }
+        result.insert(
+            node,
+            Coefficients {
+                first_input,
+                buffers,
+            },
+        );
+    }
+    Ok(result)
+}
+
+/// `M = N·(H·W)` as an `f32`, the number of elements per channel in the batch.
+fn batch_elements(
+    emit: &mut Emit<'_>,
+    space: &TensorType,
+    channels: usize,
+) -> Result<String, MlirError> {
+    let full = emit
+        .kernel
+        .args
+        .iter()
+        .position(|arg| matches!(arg.value, Value::Node(id) if emit.graph.node(id).ty == *space))
+        .ok_or(MlirError::BadKernel {
+            op: "batchnorm_input_grad",
+        })?;
+    let buffer = emit.args[full].clone();
+    let per_item = space.item_elements() / channels.max(1);
+    Ok(batch_count(&mut emit.writer, &buffer, per_item))
+}
+
+/// Frees the coefficient buffers of [`prologue`].
+pub(crate) fn free(emit: &mut Emit<'_>, coefficients: &BTreeMap<NodeId, Coefficients>) {
+    for node in coefficients.values() {
+        for buffer in &node.buffers {
+            dealloc(&mut emit.writer, buffer);
+        }
+    }
+}
+
+/// The per-channel coefficients of `op` from its channel operands (in slot order).
+fn coefficients(
+    writer: &mut FunctionWriter,
+    op: &Op,
+    block: &[String],
+    elements: Option<&str>,
+) -> Vec<String> {
+    let one = writer.f32(1.0);
+    match op {
+        // invstd = 1/sqrt(var + eps); alpha = invstd·γ; beta = β − mean·alpha.
+        Op::BatchNormApply { eps } | Op::BatchNorm { eps, .. } => {
+            let (mean, var, scale, shift) = match op {
+                Op::BatchNormApply { .. } => (&block[0], &block[1], &block[2], &block[3]),
+                _ => (&block[2], &block[3], &block[0], &block[1]),
+            };
+            let eps = writer.f32(*eps);
+            let shifted = binary(writer, "addf", var, &eps);
+            let root = super::scalar::math(writer, "sqrt", &shifted);
+            let invstd = binary(writer, "divf", &one, &root);
+            let alpha = binary(writer, "mulf", &invstd, scale);
+            let product = binary(writer, "mulf", mean, &alpha);
+            let beta = binary(writer, "subf", shift, &product);
+            vec![alpha, beta]
+        }
+        // dx = k·dy − k·invstd·dscale/M·(x − mean) − k·dshift/M, k = γ·invstd.
+        _ => {
+            let (var, scale, dscale, dshift) = (&block[1], &block[2], &block[3], &block[4]);
+            let eps = match op {
+                Op::BatchNormInputGrad { eps } => *eps,
+                _ => 0.0,
+            };
+            let eps = writer.f32(eps);
+            let elements = elements.map_or_else(|| one.clone(), str::to_string);
+            let shifted = binary(writer, "addf", var, &eps);
+            let root = super::scalar::math(writer, "sqrt", &shifted);
+            let invstd = binary(writer, "divf", &one, &root);
+            let k = binary(writer, "mulf", scale, &invstd);
+            let k_invstd = binary(writer, "mulf", &k, &invstd);
+            let scaled = binary(writer, "mulf", &k_invstd, dscale);
+            let slope = binary(writer, "divf", &scaled, &elements);
+            let shift_term = binary(writer, "mulf", &k, dshift);
+            let offset = binary(writer, "divf", &shift_term, &elements);
+            vec![k, slope, offset]
+        }
+    }
+}
