@@ -347,7 +347,18 @@ impl Issues {
             self.add(key, "must be at least 1");
         }
     }
+
+    fn epoch_count(&mut self, key: &str, value: u32) {
+        self.at_least_one(key, value);
+        if value > MAX_EPOCHS {
+            self.add(key, format!("must be at most {MAX_EPOCHS}, got {value}"));
+        }
+    }
 }
+
+/// The most epochs one phase may have. The plan holds one entry per epoch, so an absurd count
+/// (a typo, or `4294967295`) must be refused here rather than exhaust memory while planning.
+pub const MAX_EPOCHS: u32 = 100_000;
 
 impl Experiment {
     /// The phase-2 activation γ (ReLU when absent).
@@ -466,9 +477,16 @@ impl Experiment {
         }
         if let Some(fraction) = phase1.fraction {
             issues.positive("phase1.fraction", fraction);
+            let planned = fraction * f64::from(self.phase2.epochs);
+            if planned > f64::from(MAX_EPOCHS) {
+                issues.add(
+                    "phase1.fraction",
+                    format!("gives {planned:e} epochs; a phase may have at most {MAX_EPOCHS}"),
+                );
+            }
         }
         if let Some(epochs) = phase1.epochs {
-            issues.at_least_one("phase1.epochs", epochs);
+            issues.epoch_count("phase1.epochs", epochs);
         }
         if let Some(lr) = phase1.lr {
             issues.positive("phase1.lr", lr);
@@ -478,7 +496,7 @@ impl Experiment {
         }
 
         let phase2 = &self.phase2;
-        issues.at_least_one("phase2.epochs", phase2.epochs);
+        issues.epoch_count("phase2.epochs", phase2.epochs);
         if let Some(lr) = phase2.lr {
             issues.positive("phase2.lr", lr);
         }
@@ -491,6 +509,19 @@ impl Experiment {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn absurd_epoch_counts_are_refused_before_planning() {
+        let too_many = MINIMAL.replace("epochs: 8", "epochs: 4294967295");
+        let experiment: Experiment = serde_yaml::from_str(&too_many).expect("parses");
+        let keys: Vec<String> = experiment.issues().into_iter().map(|i| i.key).collect();
+        assert!(keys.contains(&"phase2.epochs".to_string()), "{keys:?}");
+
+        let huge_fraction = format!("{MINIMAL}phase1: {{fraction: 1.0e30}}\n");
+        let experiment: Experiment = serde_yaml::from_str(&huge_fraction).expect("parses");
+        let keys: Vec<String> = experiment.issues().into_iter().map(|i| i.key).collect();
+        assert!(keys.contains(&"phase1.fraction".to_string()), "{keys:?}");
+    }
 
     const MINIMAL: &str = "\
 model: {file: models/lenet.coop}
