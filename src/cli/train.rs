@@ -71,6 +71,11 @@ pub fn run(args: &Args) -> Result<(), Failure> {
         print!("{}", plan.render());
         return Ok(());
     }
+    // Data and models first: a run that cannot start leaves no directory behind that would
+    // block the corrected command.
+    let data = experiment.load_data().map_err(Failure::user)?;
+    let models = phase_models(&experiment, &plan)?;
+
     let dir = match &args.resume {
         Some(dir) => dir.clone(),
         None => prepare_dir(args.out.as_deref(), &experiment)?,
@@ -81,9 +86,6 @@ pub fn run(args: &Args) -> Result<(), Failure> {
         args.resume.is_some(),
     )?;
     write_run_file(&dir.join(PLAN_FILE), &plan.render(), false)?;
-
-    let data = experiment.load_data().map_err(Failure::user)?;
-    let models = phase_models(&experiment, &plan)?;
     let mut spec = RunSpec::new(&plan, models, dir.clone());
     spec.seed = experiment.seed;
     spec.config_hash = experiment.config_hash();
