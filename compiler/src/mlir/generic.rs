@@ -68,6 +68,8 @@ pub struct Buffer {
     pub dims: Vec<Dim>,
     /// Its element type.
     pub dtype: DType,
+    /// A non-identity layout (`strided<[...], offset: k>`), for subviews.
+    pub layout: Option<String>,
 }
 
 impl Buffer {
@@ -77,12 +79,17 @@ impl Buffer {
             name,
             dims: dims_of(ty),
             dtype: ty.dtype,
+            layout: None,
         }
     }
 
     /// Its memref type text.
     pub fn ty(&self) -> String {
-        memref_text(&self.dims, self.dtype)
+        let plain = memref_text(&self.dims, self.dtype);
+        match &self.layout {
+            Some(layout) => format!("{}, {layout}>", &plain[..plain.len() - 1]),
+            None => plain,
+        }
     }
 
     /// The number of elements of one batch item (of the whole buffer when not batched).
@@ -139,6 +146,7 @@ pub fn collapse(writer: &mut FunctionWriter, buffer: &Buffer, groups: &[usize]) 
         name: String::new(),
         dims,
         dtype: buffer.dtype,
+        layout: None,
     };
     let rhs = format!(
         "memref.collapse_shape {} [{}] : {} into {}",
@@ -336,6 +344,7 @@ pub fn alloc(writer: &mut FunctionWriter, dims: Vec<Dim>, dtype: DType) -> Buffe
         name: String::new(),
         dims,
         dtype,
+        layout: None,
     };
     let name = writer.assign("tmp", &format!("memref.alloc() : {}", buffer.ty()));
     Buffer { name, ..buffer }
@@ -354,6 +363,7 @@ pub fn alloc_batched(
         name: String::new(),
         dims,
         dtype,
+        layout: None,
     };
     let name = writer.assign("tmp", &format!("memref.alloc({batch}) : {}", buffer.ty()));
     Buffer { name, ..buffer }

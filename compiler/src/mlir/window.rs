@@ -1,6 +1,7 @@
-//! Window kernels: max and average pooling with their gradients, and the option-A shortcut
-//! with its gradient, as `scf.parallel` nests over independent outputs with sequential `scf.for`
-//! loops inside.
+//! Window kernels: max and average pooling with their gradients, as `scf.parallel` nests over
+//! independent outputs with sequential `scf.for` loops inside; and the option-A shortcut with
+//! its gradient, as strided copies (`linalg.generic` with a stride in one indexing map) into or
+//! out of a channel window.
 //!
 //! Pooling windows are clipped to the input instead of reading padding: a max ignores padding
 //! (PyTorch's −∞), an average counts it in the divisor (`count_include_pad`). Gradients that
@@ -9,7 +10,7 @@
 
 use crate::ir::{NodeId, Op, Pair};
 
-use super::generic::{batch_size, fill, Buffer};
+use super::generic::{batch_size, fill, identity_map, Buffer, Dim, Generic, GenericOperand};
 use super::writer::FunctionWriter;
 use super::{Emit, MlirError};
 
@@ -83,13 +84,13 @@ pub(crate) fn emit(emit: &mut Emit<'_>) -> Result<(), MlirError> {
             stride,
             pad_channels,
         } => {
-            shortcut(&mut emit.writer, &first, &out, stride, pad_channels);
+            shortcut(&mut emit.writer, &first, &out, stride, pad_channels)?;
         }
         Op::ShortcutAGrad {
             stride,
             pad_channels,
         } => {
-            shortcut_grad(&mut emit.writer, &first, &out, stride, pad_channels);
+            shortcut_grad(&mut emit.writer, &first, &out, stride, pad_channels)?;
         }
         other => return Err(MlirError::BadKernel { op: other.name() }),
     }
@@ -379,62 +380,99 @@ fn full_bounds(writer: &mut FunctionWriter, buffer: &Buffer) -> Vec<String> {
     bounds
 }
 
-// y[n, c, h, w] = p ≤ c < p + Cin ? x[n, c − p, h·s, w·s] : 0
-fn shortcut(writer: &mut FunctionWriter, x: &Buffer, out: &Buffer, stride: usize, pad: usize) {
-    let bounds = full_bounds(writer, out);
-    let ivs = open_parallel(writer, &bounds);
-    let (item, channel, h, w) = (&ivs[0], &ivs[1], &ivs[2], &ivs[3]);
-    let low = writer.index(pad);
-    let high = writer.index(pad + x.static_dim(1));
-    let stride = writer.index(stride);
-    let above = writer.assign("p", &format!("arith.cmpi uge, {channel}, {low} : index"));
-    let below = writer.assign("p", &format!("arith.cmpi ult, {channel}, {high} : index"));
-    let inside = writer.assign("p", &format!("arith.andi {above}, {below} : i1"));
-    let value = writer.fresh("v");
-    writer.open(&format!("{value} = scf.if {inside} -> (f32) {{"));
-    let source_channel = index_op(writer, "subi", channel, &low);
-    let source_h = index_op(writer, "muli", h, &stride);
-    let source_w = index_op(writer, "muli", w, &stride);
-    let loaded = load(writer, x, &[item, &source_channel, &source_h, &source_w]);
-    writer.line(&format!("scf.yield {loaded} : f32"));
-    writer.reopen("} else {");
-    let zero = writer.f32(0.0);
-    writer.line(&format!("scf.yield {zero} : f32"));
-    writer.close("}");
-    store(writer, &value, out, &[item, channel, h, w]);
-    close_parallel(writer);
+/// The channels `pad..pad + count` of the batched `[N, C, H, W]` buffer, as a strided
+/// subview.
+fn channel_window(
+    writer: &mut FunctionWriter,
+    buffer: &Buffer,
+    pad: usize,
+    count: usize,
+) -> Buffer {
+    let batch = batch_size(writer, buffer);
+    let (channels, height, width) = (
+        buffer.static_dim(1),
+        buffer.static_dim(2),
+        buffer.static_dim(3),
+    );
+    let plane = height * width;
+    let layout = format!(
+        "strided<[{}, {plane}, {width}, 1], offset: {}>",
+        channels * plane,
+        pad * plane
+    );
+    let dims = vec![
+        Dim::Dynamic,
+        Dim::Static(count),
+        Dim::Static(height),
+        Dim::Static(width),
+    ];
+    let view = Buffer {
+        name: String::new(),
+        dims,
+        dtype: buffer.dtype,
+        layout: Some(layout),
+    };
+    let rhs = format!(
+        "memref.subview {}[0, {pad}, 0, 0] [{batch}, {count}, {height}, {width}] [1, 1, 1, 1] : {} to {}",
+        buffer.name,
+        buffer.ty(),
+        view.ty()
+    );
+    let name = writer.assign("view", &rhs);
+    Buffer { name, ..view }
 }
 
-// dx[n, c, h, w] = h % s = 0 and w % s = 0 ? dy[n, c + p, h/s, w/s] : 0
-fn shortcut_grad(writer: &mut FunctionWriter, dy: &Buffer, dx: &Buffer, stride: usize, pad: usize) {
-    let bounds = full_bounds(writer, dx);
-    let ivs = open_parallel(writer, &bounds);
-    let (item, channel, h, w) = (&ivs[0], &ivs[1], &ivs[2], &ivs[3]);
-    let stride = writer.index(stride);
-    let zero_index = writer.index(0);
-    let h_rest = index_op(writer, "remui", h, &stride);
-    let w_rest = index_op(writer, "remui", w, &stride);
-    let h_on = writer.assign(
-        "p",
-        &format!("arith.cmpi eq, {h_rest}, {zero_index} : index"),
-    );
-    let w_on = writer.assign(
-        "p",
-        &format!("arith.cmpi eq, {w_rest}, {zero_index} : index"),
-    );
-    let on_grid = writer.assign("p", &format!("arith.andi {h_on}, {w_on} : i1"));
-    let value = writer.fresh("v");
-    writer.open(&format!("{value} = scf.if {on_grid} -> (f32) {{"));
-    let pad = writer.index(pad);
-    let source_channel = index_op(writer, "addi", channel, &pad);
-    let source_h = index_op(writer, "divui", h, &stride);
-    let source_w = index_op(writer, "divui", w, &stride);
-    let loaded = load(writer, dy, &[item, &source_channel, &source_h, &source_w]);
-    writer.line(&format!("scf.yield {loaded} : f32"));
-    writer.reopen("} else {");
+/// The map reading every `stride`-th row and column: `(n, c, h, w) -> (n, c, s·h, s·w)`.
+fn strided_map(stride: usize) -> String {
+    format!("d0, d1, d2 * {stride}, d3 * {stride}")
+}
+
+// y = 0, then y[n, p + c, h, w] = x[n, c, h·s, w·s] for c < Cin
+fn shortcut(
+    writer: &mut FunctionWriter,
+    x: &Buffer,
+    out: &Buffer,
+    stride: usize,
+    pad: usize,
+) -> Result<(), MlirError> {
     let zero = writer.f32(0.0);
-    writer.line(&format!("scf.yield {zero} : f32"));
-    writer.close("}");
-    store(writer, &value, dx, &[item, channel, h, w]);
-    close_parallel(writer);
+    fill(writer, out, &zero);
+    let target = channel_window(writer, out, pad, x.static_dim(1));
+    let copy = Generic {
+        iterators: vec!["parallel"; 4],
+        ins: vec![GenericOperand {
+            buffer: x.clone(),
+            map: strided_map(stride),
+        }],
+        outs: vec![GenericOperand {
+            buffer: target,
+            map: identity_map(4),
+        }],
+    };
+    copy.write(writer, |_, block| Ok(vec![block[0].clone()]))
+}
+
+// dx = 0, then dx[n, c, h·s, w·s] = dy[n, p + c, h, w]
+fn shortcut_grad(
+    writer: &mut FunctionWriter,
+    dy: &Buffer,
+    dx: &Buffer,
+    stride: usize,
+    pad: usize,
+) -> Result<(), MlirError> {
+    let zero = writer.f32(0.0);
+    fill(writer, dx, &zero);
+    let source = channel_window(writer, dy, pad, dx.static_dim(1));
+    let scatter = Generic {
+        iterators: vec!["parallel"; 4],
+        ins: vec![GenericOperand {
+            buffer: source,
+            map: identity_map(4),
+        }],
+        outs: vec![GenericOperand {
+            buffer: dx.clone(),
+            map: strided_map(stride),
+        }],
+    };
+    scatter.write(writer, |_, block| Ok(vec![block[0].clone()]))
 }
