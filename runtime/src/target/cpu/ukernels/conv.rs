@@ -327,7 +327,7 @@ fn weight_grad_image(
     let dy_image = &dy[image * shape.out_image_len()..][..shape.out_image_len()];
     let x_image = &x[image * shape.in_image_len()..][..shape.in_image_len()];
     for (total, row) in db.iter_mut().zip(dy_image.chunks(pixels)) {
-        *total += row.iter().sum::<f32>();
+        *total += lane_sum(row);
     }
     match method {
         Method::Pointwise => {
@@ -340,6 +340,33 @@ fn weight_grad_image(
         Method::Shifted => shifted::weight_grad_image(shape, dy_image, x_image, dw_t),
         Method::Im2col => im2col::weight_grad_image(shape, dy_image, x_image, dw_t),
     }
+}
+
+/// The sum of `values` in 16 interleaved partial sums (lane `i` takes elements `i`, `i + 16`,
+/// ...), added pairwise at the end: a fixed order, so reproducible, and one the compiler
+/// vectorises (a plain left-to-right sum waits on one addition at a time).
+fn lane_sum(values: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut lanes = [0.0f32; LANES];
+    let mut chunks = values.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        lanes
+            .iter_mut()
+            .zip(chunk)
+            .for_each(|(lane, value)| *lane += value);
+    }
+    lanes
+        .iter_mut()
+        .zip(chunks.remainder())
+        .for_each(|(lane, value)| *lane += value);
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for index in 0..width {
+            lanes[index] += lanes[index + width];
+        }
+    }
+    lanes[0]
 }
 
 /// `dw[co][ci][kh][kw] += dw_t[tap_row(ci, kh, kw)][co]`.
@@ -570,6 +597,14 @@ mod tests {
         assert_eq!(run(2), single);
         assert_eq!(run(3), single);
         assert_eq!(run(2), single);
+    }
+
+    #[test]
+    fn lane_sum_adds_every_element() {
+        let values: Vec<f32> = (0..37).map(|index| index as f32).collect();
+        assert_eq!(lane_sum(&values), (0..37).sum::<i32>() as f32);
+        assert_eq!(lane_sum(&[]), 0.0);
+        assert_eq!(lane_sum(&[2.5]), 2.5);
     }
 
     #[test]

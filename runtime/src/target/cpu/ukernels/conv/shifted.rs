@@ -104,35 +104,44 @@ fn shifted_operand<'a>(geometry: &Geometry, columns: &'a [f32], kh: usize) -> Ge
     GemmOperand::strided(&columns[kh * geometry.padded_width..], geometry.plane, 1)
 }
 
-/// `columns[(ci·Kw + kw)·P + r·Wp + c] = x[ci][r - ph][c + kw - pw]`, 0 outside the image.
+/// `columns[(ci·Kw + kw)·P + i] = padded[ci][i + kw]` (flat index `i = r·Wp + c` into the
+/// zero-padded channel), 0 past the plane's end.
+///
+/// Where `c + kw ≥ Wp` the flat shift reads the start of the next padded row instead of the
+/// padding: those entries only meet output columns `ow ≥ Wo`, which the forward pass discards
+/// and the weight gradient multiplies by zero, and they are finite (copies of the input).
 fn build_columns(shape: &ConvShape, geometry: &Geometry, x: &[f32], columns: &mut [f32]) {
-    let (width, padded_width) = (shape.in_width, geometry.padded_width);
-    let (pad_h, pad_w) = shape.padding;
-    let mut planes = columns.chunks_exact_mut(geometry.plane);
+    let plane_len = geometry.plane;
+    let mut groups = columns.chunks_exact_mut(plane_len * shape.kernel_width);
     for channel in x
-        .chunks_exact(shape.in_height * width)
+        .chunks_exact(shape.in_height * shape.in_width)
         .take(shape.in_channels)
     {
-        for kw in 0..shape.kernel_width {
-            let Some(plane) = planes.next() else { return };
-            // Line columns c whose source column c + kw - pw lies inside the image.
-            let first = pad_w.saturating_sub(kw).min(padded_width);
-            let end = (width + pad_w)
-                .saturating_sub(kw)
-                .clamp(first, padded_width);
-            for (r, line) in plane.chunks_exact_mut(padded_width).enumerate() {
-                let source_row = r.checked_sub(pad_h).filter(|&ih| ih < shape.in_height);
-                let Some(ih) = source_row.filter(|_| first < end) else {
-                    line.fill(0.0);
-                    continue;
-                };
-                let start = ih * width + first + kw - pad_w;
-                line[..first].fill(0.0);
-                line[first..end].copy_from_slice(&channel[start..start + (end - first)]);
-                line[end..].fill(0.0);
-            }
+        let Some(group) = groups.next() else { return };
+        let (padded, shifted) = group.split_at_mut(plane_len);
+        pad_channel(shape, geometry, channel, padded);
+        for (index, plane) in shifted.chunks_exact_mut(plane_len).enumerate() {
+            let kw = (index + 1).min(plane_len);
+            plane[..plane_len - kw].copy_from_slice(&padded[kw..]);
+            plane[plane_len - kw..].fill(0.0);
         }
     }
+}
+
+/// `padded[r·Wp + c] = channel[r - ph][c - pw]`, 0 in the padding.
+fn pad_channel(shape: &ConvShape, geometry: &Geometry, channel: &[f32], padded: &mut [f32]) {
+    let (width, padded_width) = (shape.in_width, geometry.padded_width);
+    let (pad_h, pad_w) = shape.padding;
+    let top = pad_h * padded_width;
+    let body = shape.in_height * padded_width;
+    padded[..top].fill(0.0);
+    let lines = padded[top..top + body].chunks_exact_mut(padded_width);
+    for (line, source) in lines.zip(channel.chunks_exact(width)) {
+        line[..pad_w].fill(0.0);
+        line[pad_w..pad_w + width].copy_from_slice(source);
+        line[pad_w + width..].fill(0.0);
+    }
+    padded[top + body..].fill(0.0);
 }
 
 /// `y[co][oh][ow] = wide[co][oh·Wp + ow] (+ bias[co])` for `ow < Wo`.
