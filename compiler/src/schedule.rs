@@ -39,6 +39,8 @@ pub struct Schedule {
     pub kernels: Vec<Kernel>,
     /// Where every value lives.
     pub plan: BufferPlan,
+    /// Types of the temporaries kernels pass to each other ([`Value::Partials`]).
+    pub temporaries: Vec<crate::ir::TensorType>,
     /// Counts for logs and tests.
     pub stats: ScheduleStats,
 }
@@ -137,9 +139,11 @@ pub fn schedule(
     // Fusion groups, then one kernel per group plus copies for outputs that need them.
     let groups = fuse::fuse(&live);
     let output_nodes: Vec<NodeId> = graph.outputs().iter().map(|(_, id)| *id).collect();
+    let mut temporaries = Vec::new();
     let mut kernels: Vec<kernel::Kernel> = groups
         .iter()
         .map(|group| kernel::kernel_for_group(&live, group, &output_nodes, mode))
+        .flat_map(|kernel| kernel::split_reduction(&live, kernel, &mut temporaries))
         .collect();
     kernels.extend(output_copies(&live));
 
@@ -149,10 +153,14 @@ pub fn schedule(
     for index in order {
         ordered.push(kernels[index].clone());
     }
-    let plan = buffers::plan_buffers(&live, &ordered, max_batch);
+    let plan = buffers::plan_buffers(&live, &ordered, &temporaries, max_batch);
 
     let stats = ScheduleStats {
-        computed_nodes: ordered.iter().map(|kernel| kernel.nodes.len()).sum(),
+        computed_nodes: ordered
+            .iter()
+            .filter(|kernel| kernel.kind != KernelKind::Partials)
+            .map(|kernel| kernel.nodes.len())
+            .sum(),
         kernels: ordered.len(),
         fused_kernels: ordered
             .iter()
@@ -167,6 +175,7 @@ pub fn schedule(
         graph: rewritten,
         kernels: ordered,
         plan,
+        temporaries,
         stats,
     })
 }

@@ -107,7 +107,9 @@ fn bind(emit: &mut Emit<'_>, space: &TensorType, groups: &[usize]) -> Result<Bin
         let value = match arg.value {
             Value::Node(value) => value,
             Value::DropoutSeed => continue,
-            Value::Output(_) => return Err(MlirError::BadKernel { op: "elementwise" }),
+            Value::Output(_) | Value::Partials(_) => {
+                return Err(MlirError::BadKernel { op: "elementwise" })
+            }
         };
         if arg.access != Access::Read {
             let buffer = collapse(&mut emit.writer, &emit.args[index], groups);

@@ -84,7 +84,12 @@ impl BufferPlan {
 }
 
 /// Plans the storage of every value the `kernels` (in run order) touch.
-pub(crate) fn plan_buffers(live: &LiveGraph, kernels: &[Kernel], max_batch: usize) -> BufferPlan {
+pub(crate) fn plan_buffers(
+    live: &LiveGraph,
+    kernels: &[Kernel],
+    temporaries: &[TensorType],
+    max_batch: usize,
+) -> BufferPlan {
     let last_use = last_uses(live, kernels);
     let output_names = output_slot_names(live);
     let mut planner = Planner {
@@ -122,6 +127,7 @@ pub(crate) fn plan_buffers(live: &LiveGraph, kernels: &[Kernel], max_batch: usiz
                 }
                 Value::Output(index) => planner.output_slot(live, index, position),
                 Value::DropoutSeed => planner.seed_slot(position),
+                Value::Partials(index) => planner.temporary_slot(index, temporaries, position),
             };
             planner.slots[slot].lifetime.1 = position;
         }
@@ -179,6 +185,24 @@ impl Planner {
         let storage = Storage::Output;
         let slot = self.push(Slot {
             name: name.clone(),
+            ty,
+            storage,
+            lifetime: (position, position),
+        });
+        self.slot_of.insert(value, slot);
+        slot
+    }
+
+    fn temporary_slot(&mut self, index: usize, types: &[TensorType], position: usize) -> usize {
+        let value = Value::Partials(index);
+        if let Some(&slot) = self.slot_of.get(&value) {
+            return slot;
+        }
+        let ty = types.get(index).cloned().unwrap_or_else(TensorType::scalar);
+        let storage = Storage::Arena { offset_bytes: 0 };
+        let name = format!("partials.{index}");
+        let slot = self.push(Slot {
+            name,
             ty,
             storage,
             lifetime: (position, position),

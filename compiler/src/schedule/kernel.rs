@@ -5,7 +5,7 @@
 //! result), for fused groups the distinct outside operands in first-use order (then the
 //! results); effects update their state operands in place.
 
-use crate::ir::{NodeId, Op};
+use crate::ir::{NodeId, Op, TensorType};
 
 use super::classify::{class_of, is_batch_local, OpClass};
 use super::fuse::LiveGraph;
@@ -22,6 +22,9 @@ pub enum Value {
     /// The step's dropout seed, fed by the caller as `dropout_seed: i32[2]` (the low and high
     /// 32 bits of the `u64` seed of `reference::dropout`).
     DropoutSeed,
+    /// Per-item column sums passed from the partials half of a split reduction to its finish
+    /// half; its type is `Schedule::temporaries[index]`.
+    Partials(usize),
 }
 
 /// How a kernel uses an argument.
@@ -49,8 +52,10 @@ pub struct KernelArg {
 pub enum KernelKind {
     /// One fused element-wise group: a single `linalg.generic` over the group's type.
     Elementwise,
-    /// One or more sibling reductions of the same operand.
+    /// One or more sibling reductions of the same operand (or the finish half of a split one).
     Reduction,
+    /// The per-item half of a split reduction: column sums for each batch item.
+    Partials,
     /// A convolution or dense product, or one of its gradients: a micro-kernel call.
     Contraction,
     /// A pooling or shortcut op and its gradient.
@@ -154,6 +159,89 @@ pub(crate) fn kernel_for_group(
         args,
         batch_split,
     }
+}
+
+/// Splits a per-channel reduction kernel over a 4-D tensor into a batch-split partials kernel
+/// and a finish kernel (see `mlir::reduce`); returns any other kernel unchanged. New
+/// temporaries' types are appended to `temporaries`.
+pub(crate) fn split_reduction(
+    live: &LiveGraph,
+    kernel: Kernel,
+    temporaries: &mut Vec<TensorType>,
+) -> Vec<Kernel> {
+    let source = kernel
+        .nodes
+        .first()
+        .and_then(|&id| live.inputs[id.index()].first().copied());
+    let splittable = kernel.kind == KernelKind::Reduction
+        && source.is_some_and(|source| {
+            let ty = &live.graph.node(source).ty;
+            let per_channel = kernel.nodes.iter().all(|&id| {
+                matches!(
+                    live.op(id),
+                    Op::BatchMean
+                        | Op::BatchVar
+                        | Op::ChannelSum
+                        | Op::BatchNormScaleGrad { .. }
+                        | Op::PreluSlopeGrad
+                )
+            });
+            per_channel && ty.batched && ty.dims.len() == 3
+        });
+    let Some(source) = source.filter(|_| splittable) else {
+        return vec![kernel];
+    };
+    let dims = &live.graph.node(source).ty.dims;
+    let column_ty = TensorType::batch(vec![dims[0], dims[2]]);
+    let mut partials_args: Vec<KernelArg> = kernel
+        .args
+        .iter()
+        .copied()
+        .filter(|arg| arg.access == Access::Read)
+        .collect();
+    let mut finish_args = Vec::with_capacity(kernel.args.len());
+    for _ in &kernel.nodes {
+        let value = Value::Partials(temporaries.len());
+        temporaries.push(column_ty.clone());
+        partials_args.push(KernelArg {
+            value,
+            access: Access::Write,
+        });
+        finish_args.push(KernelArg {
+            value,
+            access: Access::Read,
+        });
+    }
+    for &node in &kernel.nodes {
+        if let (Op::BatchNormScaleGrad { .. }, Some(&var)) =
+            (live.op(node), live.inputs[node.index()].get(3))
+        {
+            finish_args.push(KernelArg {
+                value: Value::Node(var),
+                access: Access::Read,
+            });
+        }
+    }
+    finish_args.extend(
+        kernel
+            .args
+            .iter()
+            .copied()
+            .filter(|arg| arg.access == Access::Write),
+    );
+    let partials = Kernel {
+        kind: KernelKind::Partials,
+        nodes: kernel.nodes.clone(),
+        args: partials_args,
+        batch_split: true,
+    };
+    let finish = Kernel {
+        kind: KernelKind::Reduction,
+        nodes: kernel.nodes,
+        args: finish_args,
+        batch_split: false,
+    };
+    vec![partials, finish]
 }
 
 /// A kernel copying `source` into the slot of graph output `index`.
