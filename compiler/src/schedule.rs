@@ -3,12 +3,16 @@
 //!
 //! Needs: a typed graph without cycles (forward ops, or a training graph from autodiff).
 //! Promises: every live node (one an output or an effect depends on) that is neither a leaf nor
-//! a view is computed by exactly one kernel; kernels are listed in an order that respects data
-//! dependencies and runs each effect after every read of the state it overwrites; every value
-//! a kernel argument names has a slot in [`BufferPlan`], and arena slots with intersecting
-//! lifetimes do not overlap. The graph is not modified, so node ids survive.
+//! a view is computed by exactly one kernel (a split reduction by its pair of kernels);
+//! kernels are listed in an order that respects data dependencies and runs each effect after
+//! every read of the state it overwrites; every value a kernel argument names has a slot in
+//! [`BufferPlan`], and arena slots with intersecting lifetimes do not overlap. The input graph
+//! is not modified; the schedule keeps a rewritten copy ([`Schedule::graph`]) with the same
+//! node ids.
 //!
-//! Steps: [`rewrite`], liveness, fusion, [`kernel`] (arguments), kernel order, [`buffers`].
+//! Steps, in order: [`rewrite`] (memory-saving operand changes), liveness, fusion (groups),
+//! [`kernel`] (arguments; reductions of 4-D tensors split into a batch-split partial-sums
+//! kernel and a finish kernel), kernel order, [`buffers`] (the plan).
 
 pub mod buffers;
 pub mod classify;

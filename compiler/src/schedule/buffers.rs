@@ -4,7 +4,8 @@
 //! Rules: parameters, running statistics and momentum buffers are persistent slots named after
 //! the parameter; inputs, labels and scalars are feeds named after themselves; graph outputs
 //! computed by a kernel are output slots named after the output; views and effects share the
-//! slot of the value under them; every other value is an arena temporary. An element-wise
+//! slot of the value under them; every other value (and every partial-sums temporary of a
+//! split reduction) is an arena temporary. An element-wise
 //! kernel may write a result over an operand of the same type that dies in that kernel (the
 //! generic reads each element before writing it). Arena offsets come from a greedy placement,
 //! largest first, at the lowest aligned offset free during the slot's whole lifetime.

@@ -7,6 +7,8 @@
 //!   scales and adds of gradients each become one kernel);
 //! - sibling reductions: per-channel reductions of the same operand that do not depend on each
 //!   other (the bias/shift gradient and the BatchNorm scale gradient of one `dy`) share a kernel;
+//! - bias into weight gradient: a convolution's bias gradient (`ChannelSum` of `dy`) joins the
+//!   weight gradient of the same `dy`, whose micro-kernel computes both;
 //! - everything else is a kernel of its own.
 //!
 //! Invariant: every group is convex (no path leaves it and re-enters it through another
