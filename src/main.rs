@@ -15,6 +15,7 @@ use miette::{GraphicalReportHandler, GraphicalTheme};
 use cli::{Cli, Failure};
 
 fn main() -> ExitCode {
+    restore_default_sigpipe();
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     match cli::run(cli.command) {
@@ -24,6 +25,16 @@ fn main() -> ExitCode {
             report(&failure);
             ExitCode::from(if internal { 2 } else { 1 })
         }
+    }
+}
+
+/// Lets a closed pipe end the process quietly, as for any Unix tool (`coopc compile M --emit mlir
+/// | head`): Rust ignores SIGPIPE, which would turn the closed stdout into a panic in `print!`.
+fn restore_default_sigpipe() {
+    // SAFETY: called first thing in `main`, before any thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -152,3 +152,47 @@ fn user_errors_exit_with_one_and_a_located_report() {
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("cannot read `no/such/file.coop`"));
 }
+
+#[test]
+fn emit_mlir_prints_a_verified_module_with_source_locations() {
+    for phase in ["1", "2"] {
+        let output = coopc(&[
+            "compile",
+            "models/lenet.coop",
+            "--emit",
+            "mlir",
+            "--phase",
+            phase,
+        ]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let text = stdout(&output);
+        assert!(text.contains("func.func @"), "{text}");
+        assert!(text.contains("llvm.emit_c_interface"), "{text}");
+        // Kernels point back at the model's lines (the first convolution is on line 5).
+        assert!(text.contains("loc(\"models/lenet.coop\":5:"), "{text}");
+    }
+}
+
+#[test]
+fn emit_train_and_schedule_show_backward_and_optimizer() {
+    let train = stdout(&coopc(&["compile", "models/lenet.coop", "--emit", "train"]));
+    assert!(train.contains("conv2d_weight_grad"), "{train}");
+    assert!(train.contains("sgd_update"), "{train}");
+    let phase1 = stdout(&coopc(&[
+        "compile",
+        "models/lenet.coop",
+        "--emit",
+        "train",
+        "--phase",
+        "1",
+    ]));
+    assert!(phase1.contains("mix"), "{phase1}");
+    let schedule = stdout(&coopc(&[
+        "compile",
+        "models/lenet.coop",
+        "--emit",
+        "schedule",
+    ]));
+    assert!(schedule.contains("// entry train_step"), "{schedule}");
+    assert!(schedule.contains("// entry eval_step"), "{schedule}");
+}

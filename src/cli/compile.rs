@@ -11,14 +11,19 @@ use clap::ValueEnum;
 use miette::Diagnostic;
 use thiserror::Error;
 
+use compiler::autodiff::{self, SgdOptions};
+use compiler::codegen::{compile_entries, EntryGraph, EVAL_STEP, TRAIN_STEP};
 use compiler::error::{CompileError, Located, OptionError};
 use compiler::ir::print::print_graph;
 use compiler::ir::Graph;
 use compiler::passes::coop::CoopOptions;
 use compiler::passes::lower::{LowerOptions, Target};
 use compiler::pipeline::{self, CompileOptions, Compiled, Override, Stage};
+use compiler::schedule::print::print_schedule;
+use compiler::schedule::GraphMode;
 use compiler::summary::summarize;
 use grammar::{SourceFile, Span};
+use runtime::target::cpu::verify_mlir;
 
 use super::Failure;
 
@@ -33,6 +38,12 @@ pub enum Emit {
     Coop,
     /// Phase 2: after the `lower` pass.
     Lowered,
+    /// The training graph of the phase chosen by `--phase`: forward, loss, backward, SGD.
+    Train,
+    /// The kernels, their order and the buffer plan of the training and evaluation steps.
+    Schedule,
+    /// The verified MLIR module of every kernel of the training and evaluation steps.
+    Mlir,
 }
 
 /// The model to compile and the options of the front end.
@@ -79,6 +90,12 @@ pub struct Args {
     /// Print the IR after every stage, before the summary.
     #[arg(long)]
     pub print_after_all: bool,
+    /// The phase whose program `--emit train|schedule|mlir` shows: 1 (the mix) or 2 (lowered).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub phase: u8,
+    /// The largest batch the program of `--emit schedule|mlir` is planned for.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch: u64,
 }
 
 /// A model file that cannot be read.
@@ -192,20 +209,83 @@ pub fn run(args: &Args) -> Result<(), Failure> {
             print!("{}", print_graph(graph));
         }
     })?;
-    match args.emit.map(stage_of) {
-        Some(Stage::Ir) => print!("{}", print_graph(&compiled.baseline)),
-        Some(Stage::Coop) => print!("{}", print_graph(&compiled.coop)),
-        Some(Stage::Lowered) => print!("{}", print_graph(&compiled.lowered)),
-        Some(Stage::Ast) | None => print!("{}", summarize(&compiled)),
+    match args.emit {
+        Some(Emit::Ir) => print!("{}", print_graph(&compiled.baseline)),
+        Some(Emit::Coop) => print!("{}", print_graph(&compiled.coop)),
+        Some(Emit::Lowered) => print!("{}", print_graph(&compiled.lowered)),
+        Some(emit @ (Emit::Train | Emit::Schedule | Emit::Mlir)) => {
+            print!("{}", back_end_text(args, &source, &compiled, emit)?)
+        }
+        Some(Emit::Ast) | None => print!("{}", summarize(&compiled)),
     }
     Ok(())
 }
 
-fn stage_of(emit: Emit) -> Stage {
-    match emit {
-        Emit::Ast => Stage::Ast,
-        Emit::Ir => Stage::Ir,
-        Emit::Coop => Stage::Coop,
-        Emit::Lowered => Stage::Lowered,
+/// The text of a stage after the front end: the training graph, the schedule, or the MLIR
+/// (verified before it is shown) of the phase `--phase` names.
+fn back_end_text(
+    args: &Args,
+    source: &SourceFile,
+    compiled: &Compiled,
+    emit: Emit,
+) -> Result<String, Failure> {
+    let forward = if args.phase == 1 {
+        &compiled.coop
+    } else {
+        &compiled.lowered
+    };
+    let training =
+        autodiff::training_graph(forward, &SgdOptions::default()).map_err(Failure::user)?;
+    if emit == Emit::Train {
+        return Ok(print_graph(&training));
     }
+    let evaluation = autodiff::eval_graph(forward).map_err(Failure::user)?;
+    let entries = [
+        EntryGraph {
+            name: TRAIN_STEP,
+            graph: &training,
+            mode: GraphMode::Train,
+        },
+        EntryGraph {
+            name: EVAL_STEP,
+            graph: &evaluation,
+            mode: GraphMode::Eval,
+        },
+    ];
+    let generated =
+        compile_entries(&entries, Some(source), args.batch as usize).map_err(internal_failure)?;
+    if emit == Emit::Schedule {
+        let printed: Vec<String> = entries
+            .iter()
+            .zip(&generated.schedules)
+            .map(|(entry, schedule)| {
+                format!("// entry {}\n{}", entry.name, print_schedule(schedule))
+            })
+            .collect();
+        return Ok(printed.join("\n"));
+    }
+    let mlir = generated.program.mlir;
+    verify_mlir(&mlir).map_err(|error| {
+        internal_failure(MlirRejected {
+            message: error.to_string(),
+        })
+    })?;
+    Ok(mlir)
+}
+
+/// A failure that is coopc's bug, not the user's (exit code 2).
+fn internal_failure(diagnostic: impl Diagnostic + Send + Sync + 'static) -> Failure {
+    Failure::Report {
+        report: miette::Report::new(diagnostic),
+        internal: true,
+    }
+}
+
+/// The generated module did not verify: a bug in the MLIR emission.
+#[derive(Debug, Error, Diagnostic)]
+#[error("internal error: the generated MLIR does not verify\n{message}")]
+#[diagnostic(help("please report this with the model file"))]
+pub struct MlirRejected {
+    /// MLIR's diagnostics.
+    pub message: String,
 }
