@@ -37,12 +37,20 @@ pub struct TensorType {
 impl TensorType {
     /// A batched f32 tensor `[N, dims...]`.
     pub fn batch(dims: Vec<usize>) -> Self {
-        TensorType { dtype: DType::F32, batched: true, dims }
+        TensorType {
+            dtype: DType::F32,
+            batched: true,
+            dims,
+        }
     }
 
     /// An unbatched f32 tensor (a parameter, a statistic, a scalar).
     pub fn fixed(dims: Vec<usize>) -> Self {
-        TensorType { dtype: DType::F32, batched: false, dims }
+        TensorType {
+            dtype: DType::F32,
+            batched: false,
+            dims,
+        }
     }
 
     /// An f32 scalar.
@@ -450,7 +458,10 @@ impl Activation {
             "relu" => Activation::Relu,
             "prelu" => Activation::Prelu,
             "elu" => Activation::Elu { alpha: 1.0 },
-            "softplus" => Activation::Softplus { beta: 1.0, threshold: 20.0 },
+            "softplus" => Activation::Softplus {
+                beta: 1.0,
+                threshold: 20.0,
+            },
             "leaky_relu" => Activation::LeakyRelu { slope: 0.01 },
             "identity" => Activation::Identity,
             _ => return None,

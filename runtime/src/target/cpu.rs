@@ -36,7 +36,10 @@ const SPLIT_MIN_ELEMENTS: usize = 1 << 18;
 
 /// A program compiled for this CPU, with its arena.
 pub struct CpuExecutable {
-    #[expect(dead_code, reason = "owns the JIT code that the kernel addresses point into")]
+    #[expect(
+        dead_code,
+        reason = "owns the JIT code that the kernel addresses point into"
+    )]
     jit: Jit,
     program: Program,
     entries: Vec<EntryPlan>,
