@@ -1,8 +1,11 @@
 //! 2-D convolution (NCHW, groups = 1) on host slices: forward, input gradient and weight
-//! gradient, each computed image by image as GEMMs of the `gemm` crate.
+//! gradient, each computed image by image, by AVX-512 register tiles or by GEMMs of the `gemm`
+//! crate.
 //!
-//! Three methods, chosen by shape ([`Method`]):
+//! Four methods, chosen by shape ([`Method`]):
 //! - pointwise (1x1, stride 1, no padding): the image itself is the GEMM operand;
+//! - direct (stride-1 convolutions with outputs at least 16 wide, 32 for the weight gradient,
+//!   on AVX-512 CPUs, see `direct`): register tiles over the zero-padded image, no GEMM;
 //! - shifted rows (stride-1 convolutions with wide enough outputs, see `shifted`): `Kw`
 //!   shifted copies of the zero-padded image, and one GEMM per kernel row that reads them at
 //!   a row offset;
@@ -17,6 +20,7 @@
 //! per-image buffers (a few hundred KB for CIFAR networks) stay in the core's L2 cache, which
 //! is why no batch-wide patch matrix is ever built.
 
+mod direct;
 mod im2col;
 mod shifted;
 
@@ -114,6 +118,7 @@ fn out_extent(input: usize, kernel: usize, stride: usize, padding: usize) -> usi
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Method {
     Pointwise,
+    Direct,
     Shifted,
     Im2col,
 }
@@ -122,6 +127,11 @@ enum Method {
 /// more than the im2col copy it saves (measured on CIFAR shapes: 8x8 loses, 16x16 wins).
 const SHIFTED_MIN_OUT_WIDTH: usize = 16;
 
+/// Below this output width the direct weight gradient's per-image overhead (padding, widening,
+/// reloading its accumulators) outweighs its faster inner loop (measured: 32x32 wins, 16x16
+/// loses to the shifted method).
+const DIRECT_GRAD_MIN_OUT_WIDTH: usize = 32;
+
 /// Below this operand depth (`Cin·Kw`) the shifted weight gradient's GEMMs (`Cin·Kw x Cout`
 /// results) are too small to run fast, and one im2col GEMM (`Cin·Kh·Kw x Cout`) wins.
 const SHIFTED_MIN_DEPTH: usize = 96;
@@ -129,9 +139,12 @@ const SHIFTED_MIN_DEPTH: usize = 96;
 impl Method {
     /// The method of the forward pass (and of a stride-1 input gradient).
     fn for_forward(shape: &ConvShape) -> Self {
+        let wide = shape.out_width() >= SHIFTED_MIN_OUT_WIDTH;
         if shape.is_pointwise() {
             Method::Pointwise
-        } else if shape.stride == (1, 1) && shape.out_width() >= SHIFTED_MIN_OUT_WIDTH {
+        } else if shape.stride == (1, 1) && wide && direct::available() {
+            Method::Direct
+        } else if shape.stride == (1, 1) && wide {
             Method::Shifted
         } else {
             Method::Im2col
@@ -141,9 +154,16 @@ impl Method {
     /// The method of the weight gradient.
     fn for_weight_grad(shape: &ConvShape) -> Self {
         let depth = shape.in_channels * shape.kernel_width;
-        match Method::for_forward(shape) {
-            Method::Shifted if depth < SHIFTED_MIN_DEPTH => Method::Im2col,
-            method => method,
+        let wide = shape.out_width() >= SHIFTED_MIN_OUT_WIDTH;
+        let direct_wide = shape.out_width() >= DIRECT_GRAD_MIN_OUT_WIDTH;
+        if shape.is_pointwise() {
+            Method::Pointwise
+        } else if shape.stride == (1, 1) && direct_wide && direct::available() {
+            Method::Direct
+        } else if shape.stride == (1, 1) && wide && depth >= SHIFTED_MIN_DEPTH {
+            Method::Shifted
+        } else {
+            Method::Im2col
         }
     }
 
@@ -152,7 +172,9 @@ impl Method {
     fn tap_row(self, shape: &ConvShape, (ci, kh, kw): (usize, usize, usize)) -> usize {
         let (kernel_height, kernel_width) = (shape.kernel_height, shape.kernel_width);
         match self {
-            Method::Pointwise | Method::Im2col => (ci * kernel_height + kh) * kernel_width + kw,
+            Method::Pointwise | Method::Direct | Method::Im2col => {
+                (ci * kernel_height + kh) * kernel_width + kw
+            }
             Method::Shifted => (kh * shape.in_channels + ci) * kernel_width + kw,
         }
     }
@@ -167,6 +189,7 @@ pub fn forward(shape: &ConvShape, x: &[f32], w: &[f32], bias: &[f32], y: &mut [f
     let method = Method::for_forward(shape);
     let rows = match method {
         Method::Shifted => shifted::weight_rows(shape, w),
+        Method::Direct => direct::pack_weights(shape, w),
         Method::Pointwise | Method::Im2col => Vec::new(),
     };
     let in_len = shape.in_image_len();
@@ -177,6 +200,7 @@ pub fn forward(shape: &ConvShape, x: &[f32], w: &[f32], bias: &[f32], y: &mut [f
             let x_image = &x[image * in_len..(image + 1) * in_len];
             match method {
                 Method::Pointwise => pointwise_forward(shape, x_image, w, bias, y_image),
+                Method::Direct => direct::forward_image(shape, x_image, &rows, bias, y_image),
                 Method::Shifted => shifted::forward_image(shape, x_image, &rows, bias, y_image),
                 Method::Im2col => im2col::forward_image(shape, x_image, w, bias, y_image),
             }
@@ -296,8 +320,14 @@ pub fn weight_grad(shape: &ConvShape, dy: &[f32], x: &[f32], dw: &mut [f32], db:
             .for_each(|(chunk, partial)| {
                 let first = chunk * WEIGHT_GRAD_CHUNK_IMAGES;
                 let (dw_t, db_partial) = partial.split_at_mut(weight_len);
-                for image in first..(first + WEIGHT_GRAD_CHUNK_IMAGES).min(shape.batch) {
-                    weight_grad_image(shape, method, dy, x, image, dw_t, db_partial);
+                let images = first..(first + WEIGHT_GRAD_CHUNK_IMAGES).min(shape.batch);
+                add_bias_grad(shape, dy, images.clone(), db_partial);
+                if method == Method::Direct {
+                    direct::weight_grad_chunk(shape, dy, x, images, dw_t);
+                    return;
+                }
+                for image in images {
+                    weight_grad_image(shape, method, dy, x, image, dw_t);
                 }
             });
     }
@@ -312,8 +342,17 @@ pub fn weight_grad(shape: &ConvShape, dy: &[f32], x: &[f32], dw: &mut [f32], db:
     }
 }
 
-/// Adds image `image`'s contribution to the transposed partial `dw_t` and to `db` (unless
-/// empty).
+/// Adds `Σ dy` over the pixels of `images` to `db` (nothing when `db` is empty).
+fn add_bias_grad(shape: &ConvShape, dy: &[f32], images: std::ops::Range<usize>, db: &mut [f32]) {
+    for image in images {
+        let dy_image = &dy[image * shape.out_image_len()..][..shape.out_image_len()];
+        for (total, row) in db.iter_mut().zip(dy_image.chunks(shape.out_pixels())) {
+            *total += lane_sum(row);
+        }
+    }
+}
+
+/// Adds image `image`'s contribution to the transposed partial `dw_t`.
 fn weight_grad_image(
     shape: &ConvShape,
     method: Method,
@@ -321,14 +360,10 @@ fn weight_grad_image(
     x: &[f32],
     image: usize,
     dw_t: &mut [f32],
-    db: &mut [f32],
 ) {
     let pixels = shape.out_pixels();
     let dy_image = &dy[image * shape.out_image_len()..][..shape.out_image_len()];
     let x_image = &x[image * shape.in_image_len()..][..shape.in_image_len()];
-    for (total, row) in db.iter_mut().zip(dy_image.chunks(pixels)) {
-        *total += lane_sum(row);
-    }
     match method {
         Method::Pointwise => {
             // dwᵀ (Cin x Cout) += x (Cin x HW) · dyᵀ (HW x Cout)
@@ -338,7 +373,9 @@ fn weight_grad_image(
             gemm_f32(cin, cout, pixels, dw_t, cout, true, image, dy_t);
         }
         Method::Shifted => shifted::weight_grad_image(shape, dy_image, x_image, dw_t),
-        Method::Im2col => im2col::weight_grad_image(shape, dy_image, x_image, dw_t),
+        Method::Direct | Method::Im2col => {
+            im2col::weight_grad_image(shape, dy_image, x_image, dw_t)
+        }
     }
 }
 
@@ -520,7 +557,75 @@ mod tests {
             shape(10, (3, 5), (5, 5), (3, 3), (1, 1), (0, 0)),
             shape(2, (3, 4), (6, 6), (3, 3), (3, 3), (2, 2)),
             shape(1, (1, 1), (3, 3), (3, 3), (1, 1), (0, 0)),
+            shape(10, (3, 7), (17, 18), (3, 3), (1, 1), (1, 1)),
+            shape(2, (2, 5), (16, 20), (5, 5), (1, 1), (2, 2)),
+            shape(1, (4, 4), (18, 18), (3, 3), (1, 1), (0, 0)),
         ]
+    }
+
+    /// Every stride-1 method on its own, whatever `Method::for_forward` would pick here.
+    #[test]
+    fn every_stride_one_method_matches_float64() {
+        let mut values = Values(5);
+        for shape in [
+            shape(3, (3, 7), (17, 18), (3, 3), (1, 1), (1, 1)),
+            shape(2, (5, 6), (16, 16), (5, 5), (1, 1), (2, 2)),
+        ] {
+            let x = values.vec(shape.batch * shape.in_image_len());
+            let w = values.vec(shape.out_channels * shape.patch_len());
+            let dy = values.vec(shape.batch * shape.out_image_len());
+            let [y_ref, _, dw_ref] = references(&shape, &x, &w, &dy);
+            let (in_len, out_len) = (shape.in_image_len(), shape.out_image_len());
+            let forward_with = |method: Method| {
+                let mut y = vec![f32::NAN; dy.len()];
+                let rows = shifted::weight_rows(&shape, &w);
+                let packed = direct::pack_weights(&shape, &w);
+                for (image, y_image) in y.chunks_mut(out_len).enumerate() {
+                    let x_image = &x[image * in_len..][..in_len];
+                    match method {
+                        Method::Direct => {
+                            direct::forward_image(&shape, x_image, &packed, &[], y_image)
+                        }
+                        Method::Shifted => {
+                            shifted::forward_image(&shape, x_image, &rows, &[], y_image)
+                        }
+                        _ => im2col::forward_image(&shape, x_image, &w, &[], y_image),
+                    }
+                }
+                y
+            };
+            let weight_grad_with = |method: Method| {
+                let mut dw_t = vec![0.0; w.len()];
+                if method == Method::Direct {
+                    direct::weight_grad_chunk(&shape, &dy, &x, 0..shape.batch, &mut dw_t);
+                } else {
+                    for image in 0..shape.batch {
+                        weight_grad_image(&shape, method, &dy, &x, image, &mut dw_t);
+                    }
+                }
+                let mut dw = vec![0.0; w.len()];
+                add_transposed(&shape, method, &dw_t, &mut dw);
+                dw
+            };
+            let mut methods = vec![Method::Shifted, Method::Im2col];
+            if direct::available() {
+                methods.push(Method::Direct);
+            }
+            for method in methods {
+                assert_close(
+                    &format!("{method:?} y"),
+                    &shape,
+                    &forward_with(method),
+                    &y_ref,
+                );
+                assert_close(
+                    &format!("{method:?} dw"),
+                    &shape,
+                    &weight_grad_with(method),
+                    &dw_ref,
+                );
+            }
+        }
     }
 
     #[test]
