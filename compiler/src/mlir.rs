@@ -22,6 +22,7 @@ pub mod generic;
 #[cfg(test)]
 pub(crate) mod kernel_tests;
 mod loss;
+mod pool;
 mod reduce;
 pub mod scalar;
 #[cfg(test)]

@@ -856,3 +856,61 @@ fn outputs_that_are_views_or_leaves_are_copied() {
     net.output("again", relu);
     check_batches(&net.graph, GraphMode::Eval, Draw::Uniform);
 }
+
+#[test]
+fn unpadded_and_tiled_pooling_match_the_reference_including_ties_and_uncovered_rows() {
+    let cases: [([usize; 2], [usize; 2]); 3] =
+        [([2, 2], [2, 2]), ([3, 2], [3, 2]), ([3, 3], [2, 1])];
+    for (kernel, stride) in cases {
+        let padding = [0, 0];
+        let (ho, wo) = (
+            window_out(7, kernel[0], stride[0], 0),
+            window_out(6, kernel[1], stride[1], 0),
+        );
+        let mut net = Net::new();
+        let x = net.input("x", &[3, 7, 6]);
+        let pooled = TensorType::batch(vec![3, ho, wo]);
+        let max = net.add(
+            Op::MaxPool {
+                kernel,
+                stride,
+                padding,
+            },
+            pooled.clone(),
+            &[x],
+        );
+        let avg = net.add(
+            Op::AvgPool {
+                kernel,
+                stride,
+                padding,
+            },
+            pooled,
+            &[x],
+        );
+        let dy = net.input("dy", &[3, ho, wo]);
+        let dmax = net.add(
+            Op::MaxPoolGrad {
+                kernel,
+                stride,
+                padding,
+            },
+            net.ty(x),
+            &[dy, x],
+        );
+        let davg = net.add(
+            Op::AvgPoolGrad {
+                kernel,
+                stride,
+                padding,
+            },
+            net.ty(x),
+            &[dy],
+        );
+        for (name, id) in [("max", max), ("avg", avg), ("dmax", dmax), ("davg", davg)] {
+            net.output(name, id);
+        }
+        check_batches(&net.graph, GraphMode::Train, Draw::Coarse);
+        check_batches(&net.graph, GraphMode::Train, Draw::Uniform);
+    }
+}

@@ -11,6 +11,7 @@
 use crate::ir::{NodeId, Op, Pair};
 
 use super::generic::{batch_size, fill, identity_map, Buffer, Dim, Generic, GenericOperand};
+use super::pool;
 use super::writer::FunctionWriter;
 use super::{Emit, MlirError};
 
@@ -40,7 +41,11 @@ pub(crate) fn emit(emit: &mut Emit<'_>) -> Result<(), MlirError> {
                 stride,
                 padding,
             };
-            pool_forward(&mut emit.writer, &first, &out, &window, true);
+            if window.padding == [0, 0] {
+                pool::pool_unpadded(&mut emit.writer, &first, &out, &window, true)?;
+            } else {
+                pool_forward(&mut emit.writer, &first, &out, &window, true);
+            }
         }
         Op::AvgPool {
             kernel,
@@ -52,7 +57,11 @@ pub(crate) fn emit(emit: &mut Emit<'_>) -> Result<(), MlirError> {
                 stride,
                 padding,
             };
-            pool_forward(&mut emit.writer, &first, &out, &window, false);
+            if window.padding == [0, 0] {
+                pool::pool_unpadded(&mut emit.writer, &first, &out, &window, false)?;
+            } else {
+                pool_forward(&mut emit.writer, &first, &out, &window, false);
+            }
         }
         Op::MaxPoolGrad {
             kernel,
@@ -66,7 +75,11 @@ pub(crate) fn emit(emit: &mut Emit<'_>) -> Result<(), MlirError> {
                 stride,
                 padding,
             };
-            max_pool_grad(&mut emit.writer, &first, &x, &out, &window);
+            if pool::is_tiled(&window) {
+                pool::max_pool_grad_tiled(&mut emit.writer, &first, &x, &out, &window)?;
+            } else {
+                max_pool_grad(&mut emit.writer, &first, &x, &out, &window);
+            }
         }
         Op::AvgPoolGrad {
             kernel,
@@ -78,7 +91,11 @@ pub(crate) fn emit(emit: &mut Emit<'_>) -> Result<(), MlirError> {
                 stride,
                 padding,
             };
-            avg_pool_grad(&mut emit.writer, &first, &out, &window);
+            if pool::is_tiled(&window) {
+                pool::avg_pool_grad_tiled(&mut emit.writer, &first, &out, &window)?;
+            } else {
+                avg_pool_grad(&mut emit.writer, &first, &out, &window);
+            }
         }
         Op::ShortcutA {
             stride,
@@ -113,10 +130,13 @@ fn check_rank4(emit: &Emit<'_>, node: NodeId, index: usize) -> Result<(), MlirEr
 }
 
 /// Window geometry of a pooling op.
-struct Window {
-    kernel: Pair,
-    stride: Pair,
-    padding: Pair,
+pub(crate) struct Window {
+    /// Window (height, width).
+    pub kernel: Pair,
+    /// Stride (height, width).
+    pub stride: Pair,
+    /// Padding on each side.
+    pub padding: Pair,
 }
 
 /// `a op b` on `index` values.
