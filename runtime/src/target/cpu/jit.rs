@@ -11,6 +11,7 @@
 //! functions; everything else is made internal, so the parts never define a symbol twice.
 
 mod llvm;
+mod vector_math;
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::c_void;
@@ -161,7 +162,7 @@ fn translate(module: &Module<'_>) -> Result<Part, String> {
 /// # Safety
 ///
 /// `value` must be a live LLVM value.
-unsafe fn name_of(value: LLVMValueRef) -> String {
+pub(super) unsafe fn name_of(value: LLVMValueRef) -> String {
     let mut length = 0;
     // SAFETY: the name pointer is valid for `length` bytes while the value lives.
     unsafe {
@@ -347,6 +348,9 @@ unsafe fn optimize_and_emit(
         let error = llvm::LLVMRunPasses(module, passes.as_ptr(), machine.raw, options);
         llvm::LLVMDisposePassBuilderOptions(options);
         check(error, "optimisation")?;
+        if llvm::vector_math_loaded() {
+            vector_math::use_libmvec(module);
+        }
         let mut buffer = std::ptr::null_mut();
         let mut message = std::ptr::null_mut();
         let failed = llvm::LLVMTargetMachineEmitToMemoryBuffer(

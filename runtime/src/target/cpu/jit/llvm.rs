@@ -136,6 +136,21 @@ extern "C" {
         filter_context: *mut c_void,
     ) -> ErrorRef;
     pub fn LLVMOrcJITDylibAddGenerator(dylib: DylibRef, generator: GeneratorRef);
+
+    fn LLVMLoadLibraryPermanently(file: *const c_char) -> i32;
+}
+
+/// glibc's vector math library (`_ZGVeN16v_expf`, `_ZGVdN8v_logf`, ...), which the JIT calls
+/// in place of the vector math intrinsics LLVM would otherwise expand into one scalar libm
+/// call per lane (see `vector_math`).
+const VECTOR_MATH_LIBRARY: &str = "libmvec.so.1";
+
+/// Whether [`VECTOR_MATH_LIBRARY`] is loaded in this process.
+static VECTOR_MATH: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// True when glibc's vector math library is loaded (after [`initialize_native_target`]).
+pub fn vector_math_loaded() -> bool {
+    VECTOR_MATH.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -154,11 +169,16 @@ extern "C" {
     fn LLVMInitializeAArch64AsmPrinter();
 }
 
-/// Registers the host's LLVM target (once per process).
+/// Registers the host's LLVM target, and loads glibc's vector math library when the process
+/// can (once per process).
 pub fn initialize_native_target() {
     static ONCE: std::sync::Once = std::sync::Once::new();
-    // SAFETY: LLVM's target initialisers are idempotent registrations, run once here.
+    // SAFETY: LLVM's target initialisers are idempotent registrations, run once here; the
+    // library name outlives the call.
     ONCE.call_once(|| unsafe {
+        let library = c_string(VECTOR_MATH_LIBRARY);
+        let loaded = LLVMLoadLibraryPermanently(library.as_ptr()) == 0;
+        VECTOR_MATH.store(loaded, std::sync::atomic::Ordering::Relaxed);
         #[cfg(target_arch = "x86_64")]
         {
             LLVMInitializeX86TargetInfo();
