@@ -43,7 +43,7 @@ pub struct Schedule {
     pub kernels: Vec<Kernel>,
     /// Where every value lives.
     pub plan: BufferPlan,
-    /// Types of the temporaries kernels pass to each other ([`Value::Partials`]).
+    /// Types of the temporaries kernels pass to each other ([`Value::Temporary`]).
     pub temporaries: Vec<crate::ir::TensorType>,
     /// Counts for logs and tests.
     pub stats: ScheduleStats,
@@ -148,6 +148,9 @@ pub fn schedule(
         .iter()
         .map(|group| kernel::kernel_for_group(&live, group, &output_nodes, mode))
         .flat_map(|kernel| kernel::split_reduction(&live, kernel, &mut temporaries))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .flat_map(|kernel| kernel::split_batchnorm_coefficients(&live, kernel, &mut temporaries))
         .collect();
     kernels.extend(output_copies(&live));
 
@@ -162,7 +165,9 @@ pub fn schedule(
     let stats = ScheduleStats {
         computed_nodes: ordered
             .iter()
-            .filter(|kernel| kernel.kind != KernelKind::Partials)
+            .filter(|kernel| {
+                !matches!(kernel.kind, KernelKind::Partials | KernelKind::Coefficients)
+            })
             .map(|kernel| kernel.nodes.len())
             .sum(),
         kernels: ordered.len(),

@@ -106,10 +106,9 @@ fn bind(emit: &mut Emit<'_>, space: &TensorType, groups: &[usize]) -> Result<Bin
         let arg = emit.kernel.args[index];
         let value = match arg.value {
             Value::Node(value) => value,
-            Value::DropoutSeed => continue,
-            Value::Output(_) | Value::Partials(_) => {
-                return Err(MlirError::BadKernel { op: "elementwise" })
-            }
+            // Read by the BatchNorm prologue and the dropout keys.
+            Value::DropoutSeed | Value::Temporary(_) => continue,
+            Value::Output(_) => return Err(MlirError::BadKernel { op: "elementwise" }),
         };
         if arg.access != Access::Read {
             let buffer = collapse(&mut emit.writer, &emit.args[index], groups);

@@ -53,7 +53,7 @@ pub(crate) fn emit(emit: &mut Emit<'_>) -> Result<(), MlirError> {
         .kernel
         .args
         .iter()
-        .any(|arg| arg.access == Access::Read && matches!(arg.value, Value::Partials(_)));
+        .any(|arg| arg.access == Access::Read && matches!(arg.value, Value::Temporary(_)));
     if emit.kernel.kind == KernelKind::Partials {
         return column_sums(emit, &source_ty);
     }
@@ -210,7 +210,7 @@ fn column_sums(emit: &mut Emit<'_>, source_ty: &TensorType) -> Result<(), MlirEr
         .args
         .iter()
         .zip(&emit.args)
-        .filter(|(arg, _)| arg.access == Access::Write && matches!(arg.value, Value::Partials(_)))
+        .filter(|(arg, _)| arg.access == Access::Write && matches!(arg.value, Value::Temporary(_)))
         .map(|(_, buffer)| buffer.clone())
         .collect();
     if sums.len() != emit.kernel.nodes.len() || source_ty.dims.len() != 3 {
@@ -231,7 +231,7 @@ fn finish_from_columns(
     let columns: Vec<usize> = (0..emit.kernel.args.len())
         .filter(|&index| {
             let arg = emit.kernel.args[index];
-            arg.access == Access::Read && matches!(arg.value, Value::Partials(_))
+            arg.access == Access::Read && matches!(arg.value, Value::Temporary(_))
         })
         .collect();
     if columns.len() != emit.kernel.nodes.len() {

@@ -94,7 +94,11 @@ fn window_padded_max_pool_gradient() {
     let mut net = Net::new();
     let dy = net.input("dy", &[2, 2, 2]);
     let x = net.input("x", &[2, 4, 4]);
-    let grad = Op::MaxPoolGrad { kernel: [3, 3], stride: [2, 2], padding: [1, 1] };
+    let grad = Op::MaxPoolGrad {
+        kernel: [3, 3],
+        stride: [2, 2],
+        padding: [1, 1],
+    };
     let dx = net.add(grad, TensorType::batch(vec![2, 4, 4]), &[dy, x]);
     net.output("dx", dx);
     insta::assert_snapshot!(module(&net, GraphMode::Train));

@@ -128,7 +128,7 @@ pub(crate) fn plan_buffers(
                 }
                 Value::Output(index) => planner.output_slot(live, index, position),
                 Value::DropoutSeed => planner.seed_slot(position),
-                Value::Partials(index) => planner.temporary_slot(index, temporaries, position),
+                Value::Temporary(index) => planner.temporary_slot(index, temporaries, position),
             };
             planner.slots[slot].lifetime.1 = position;
         }
@@ -195,13 +195,13 @@ impl Planner {
     }
 
     fn temporary_slot(&mut self, index: usize, types: &[TensorType], position: usize) -> usize {
-        let value = Value::Partials(index);
+        let value = Value::Temporary(index);
         if let Some(&slot) = self.slot_of.get(&value) {
             return slot;
         }
         let ty = types.get(index).cloned().unwrap_or_else(TensorType::scalar);
         let storage = Storage::Arena { offset_bytes: 0 };
-        let name = format!("partials.{index}");
+        let name = format!("temporary.{index}");
         let slot = self.push(Slot {
             name,
             ty,

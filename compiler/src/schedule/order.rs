@@ -47,7 +47,7 @@ pub(crate) fn kernel_order(live: &LiveGraph, kernels: &[Kernel]) -> Option<Vec<u
 fn first_position(live: &LiveGraph, kernel: &Kernel) -> usize {
     let source = kernel.args.iter().find_map(|arg| match arg.value {
         Value::Node(id) => Some(id),
-        Value::Output(_) | Value::DropoutSeed | Value::Partials(_) => None,
+        Value::Output(_) | Value::DropoutSeed | Value::Temporary(_) => None,
     });
     match kernel.nodes.first().or(source.as_ref()) {
         Some(&id) => live.pos(id),
@@ -70,7 +70,7 @@ fn through_views(live: &LiveGraph, mut id: NodeId) -> NodeId {
 fn dependencies(live: &LiveGraph, kernels: &[Kernel]) -> Vec<(usize, usize)> {
     let mut producer = vec![usize::MAX; live.position.len()];
     for (index, kernel) in kernels.iter().enumerate() {
-        if kernel.kind == KernelKind::Partials {
+        if matches!(kernel.kind, KernelKind::Partials | KernelKind::Coefficients) {
             continue;
         }
         for &id in &kernel.nodes {
@@ -82,7 +82,7 @@ fn dependencies(live: &LiveGraph, kernels: &[Kernel]) -> Vec<(usize, usize)> {
     let mut temporary_writer = std::collections::BTreeMap::new();
     for (index, kernel) in kernels.iter().enumerate() {
         for value in kernel.writes() {
-            if let Value::Partials(temporary) = value {
+            if let Value::Temporary(temporary) = value {
                 temporary_writer.insert(temporary, index);
             }
         }
@@ -93,7 +93,7 @@ fn dependencies(live: &LiveGraph, kernels: &[Kernel]) -> Vec<(usize, usize)> {
         for value in kernel.reads() {
             let source = match value {
                 Value::Node(id) => producer[through_views(live, id).index()],
-                Value::Partials(temporary) => temporary_writer
+                Value::Temporary(temporary) => temporary_writer
                     .get(&temporary)
                     .copied()
                     .unwrap_or(usize::MAX),
@@ -120,7 +120,7 @@ fn dependencies(live: &LiveGraph, kernels: &[Kernel]) -> Vec<(usize, usize)> {
             for (reader, other) in kernels.iter().enumerate() {
                 let reads_old = other.reads().any(|value| match value {
                     Value::Node(id) => through_views(live, id) == state,
-                    Value::Output(_) | Value::DropoutSeed | Value::Partials(_) => false,
+                    Value::Output(_) | Value::DropoutSeed | Value::Temporary(_) => false,
                 });
                 if reader != effect && reads_old {
                     let is_effect = other.args.iter().any(|arg| arg.access == Access::Update);

@@ -126,9 +126,9 @@ fn value_text(graph: &Graph, temporaries: &[TensorType], number: &[usize], value
             )
         }
         Value::DropoutSeed => "dropout seed i32[2]".to_string(),
-        Value::Partials(index) => match temporaries.get(index) {
-            Some(ty) => format!("partials #{index} {}", type_text(ty)),
-            None => format!("partials #{index}"),
+        Value::Temporary(index) => match temporaries.get(index) {
+            Some(ty) => format!("temporary #{index} {}", type_text(ty)),
+            None => format!("temporary #{index}"),
         },
         Value::Output(index) => match graph.outputs().get(index) {
             Some((name, id)) => format!("output `{name}` (copy of %{})", number[id.index()]),
