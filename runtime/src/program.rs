@@ -127,9 +127,11 @@ pub struct Step {
     /// Indices into [`Program::tensors`], one per kernel argument, in order.
     pub args: Vec<usize>,
     /// True when the kernel treats each batch item independently: every batched argument is
-    /// indexed only by its own batch item and no unbatched argument is written. The target may
-    /// then call the kernel on disjoint sub-batches in parallel (views of the batched
-    /// arguments), which changes no result bit. False (the default) calls it once on the batch.
+    /// indexed only by its own batch item, no unbatched argument is written, and no loop
+    /// spans the batch dimension together with others (a loop over `N·C·H·W` would round its
+    /// vectorised remainder differently for a sub-batch). The target may then call the kernel
+    /// on disjoint sub-batches in parallel (views of the batched arguments), which changes no
+    /// result bit. False (the default) calls it once on the whole batch.
     #[serde(default)]
     pub batch_split: bool,
 }
