@@ -43,6 +43,8 @@ pub(super) fn available() -> bool {
 /// Sizes of the padded input and of the wide output of one image.
 struct Geometry {
     padded_width: usize,
+    /// Outputs per channel on the padded width: `Ho·Wp`.
+    wide: usize,
     /// Distance between padded channel planes: `Hp·Wp` plus slack for the last tile.
     plane_stride: usize,
     /// Tiles per output channel.
@@ -67,6 +69,7 @@ impl Geometry {
             .collect();
         Geometry {
             padded_width,
+            wide,
             plane_stride: (padded_height * padded_width + slack).next_multiple_of(LANES),
             tiles,
             wide_stride: tiles * TILE,
@@ -343,7 +346,8 @@ fn accumulate_image(
     dy_wide: &[f32],
     accumulators: &mut [f32],
 ) {
-    let steps = geometry.wide_stride / LANES;
+    // Whole vectors up to the last real output; the rest of `wide_stride` is zero in dy.
+    let steps = geometry.wide.div_ceil(LANES);
     let last_tap = taps.iter().copied().max().unwrap_or(0);
     assert!(
         last_tap + geometry.wide_stride <= padded.len(),
