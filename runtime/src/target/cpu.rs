@@ -1,9 +1,9 @@
-//! The CPU target: a program's MLIR module is parsed, verified, lowered to LLVM and compiled
-//! in process by the [`jit`] (LLVM `-O3` for the host CPU, one thread per core); contractions
-//! run in the Rust micro-kernels of
-//! [`ukernels`], registered as JIT symbols. [`CpuExecutable::run`] binds the tensor slots to
-//! memory (caller's parameters and feeds, the program's arena, fresh outputs) and calls the
-//! steps of an entry in order.
+//! The CPU target: a program's MLIR module is parsed, verified, lowered to LLVM
+//! ([`pipeline`]) and compiled in process by the [`jit`] (LLVM `-O3` for the host CPU, one
+//! thread per core); contractions run in the Rust micro-kernels of [`ukernels`], visible to
+//! the JIT code as symbols. [`CpuExecutable::run`] binds the tensor slots to memory (the
+//! caller's parameters and feeds, the program's arena, fresh outputs) and calls the steps of
+//! an entry in order, batch-split steps in parts on the micro-kernels' thread pool.
 //!
 //! Invariant: after `compile` succeeds, every step of every entry has a resolved kernel, and
 //! `run` either runs all steps of the entry or returns an error (a micro-kernel failure stops

@@ -1,10 +1,16 @@
 //! The CPU target's JIT: a module in the LLVM dialect is translated to LLVM IR, split into
-//! one part per core, each part optimised (`default<O3>` for the host CPU) and compiled to an
-//! object file on its own thread, and the objects are linked in process by ORC's LLJIT with the
-//! micro-kernels and the C library visible to them.
+//! one part per core, each part optimised (`default<O3>` for the host CPU, loop unrolling
+//! off), given libmvec's vector math, and compiled to an object file on its own thread; the
+//! objects are linked in process by ORC's LLJIT with the micro-kernels and the C library
+//! visible to them.
 //!
 //! Why not MLIR's `ExecutionEngine`: it optimises without the host's target information (its
 //! loops come out scalar), compiles on one thread, and reports failures without detail.
+//!
+//! Why no loop unrolling: kernels' innermost loops have small static trip counts (32, 64);
+//! unrolled fully before vectorisation, they leave the vectoriser an outer loop with strided
+//! accesses, which it turns into gathers and scatters (slower than scalar code). Without
+//! unrolling the innermost loops vectorise, and interleaving still unrolls them by vectors.
 //!
 //! Invariant: a [`Jit`] owns its LLJIT, disposed once on drop; the kernel addresses it hands
 //! out stay valid while it lives. Each part exports only its own kernels' `_mlir_ciface_`
