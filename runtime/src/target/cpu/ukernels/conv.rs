@@ -4,8 +4,10 @@
 //!
 //! Four methods, chosen by shape ([`Method`]):
 //! - pointwise (1x1, stride 1, no padding): the image itself is the GEMM operand;
-//! - direct (stride-1 convolutions with outputs at least 16 wide, 32 for the weight gradient,
-//!   on AVX-512 CPUs, see `direct`): register tiles over the zero-padded image, no GEMM;
+//! - direct (stride-1 convolutions with outputs at least 16 wide on AVX-512 CPUs, see
+//!   `direct`; for the weight gradient, 3x3 kernels with at least 32 output channels, see
+//!   `direct_grad`, or outputs at least 32 wide): register tiles over the zero-padded image,
+//!   no GEMM;
 //! - shifted rows (stride-1 convolutions with wide enough outputs, see `shifted`): `Kw`
 //!   shifted copies of the zero-padded image, and one GEMM per kernel row that reads them at
 //!   a row offset;
@@ -21,6 +23,7 @@
 //! is why no batch-wide patch matrix is ever built.
 
 mod direct;
+mod direct_grad;
 mod im2col;
 mod shifted;
 
@@ -158,7 +161,9 @@ impl Method {
         let direct_wide = shape.out_width() >= DIRECT_GRAD_MIN_OUT_WIDTH;
         if shape.is_pointwise() {
             Method::Pointwise
-        } else if shape.stride == (1, 1) && direct_wide && direct::available() {
+        } else if direct_grad::applies(shape)
+            || (direct_wide && shape.stride == (1, 1) && direct::available())
+        {
             Method::Direct
         } else if shape.stride == (1, 1) && wide && depth >= SHIFTED_MIN_DEPTH {
             Method::Shifted
@@ -323,7 +328,11 @@ pub fn weight_grad(shape: &ConvShape, dy: &[f32], x: &[f32], dw: &mut [f32], db:
                 let images = first..(first + WEIGHT_GRAD_CHUNK_IMAGES).min(shape.batch);
                 add_bias_grad(shape, dy, images.clone(), db_partial);
                 if method == Method::Direct {
-                    direct::weight_grad_chunk(shape, dy, x, images, dw_t);
+                    if direct_grad::applies(shape) {
+                        direct_grad::weight_grad_chunk(shape, dy, x, images, dw_t);
+                    } else {
+                        direct::weight_grad_chunk(shape, dy, x, images, dw_t);
+                    }
                     return;
                 }
                 for image in images {
@@ -702,6 +711,32 @@ mod tests {
         assert_eq!(run(2), single);
         assert_eq!(run(3), single);
         assert_eq!(run(2), single);
+    }
+
+    /// The channel-vectorised 3x3 weight gradient, on channel counts around its 16 and 32
+    /// channel tiles.
+    #[test]
+    fn direct_three_by_three_weight_gradient_matches_float64() {
+        let mut values = Values(9);
+        for shape in [
+            shape(3, (3, 7), (9, 11), (3, 3), (1, 1), (1, 1)),
+            shape(2, (2, 20), (6, 5), (3, 3), (1, 1), (0, 0)),
+            shape(2, (4, 33), (5, 7), (3, 3), (1, 1), (2, 2)),
+            shape(1, (1, 16), (4, 4), (3, 3), (1, 1), (1, 1)),
+        ] {
+            if !direct_grad::runs(&shape) {
+                return;
+            }
+            let x = values.vec(shape.batch * shape.in_image_len());
+            let w = values.vec(shape.out_channels * shape.patch_len());
+            let dy = values.vec(shape.batch * shape.out_image_len());
+            let [_, _, dw_ref] = references(&shape, &x, &w, &dy);
+            let mut dw_t = vec![0.0; w.len()];
+            direct_grad::weight_grad_chunk(&shape, &dy, &x, 0..shape.batch, &mut dw_t);
+            let mut dw = vec![0.0; w.len()];
+            add_transposed(&shape, Method::Direct, &dw_t, &mut dw);
+            assert_close("dw", &shape, &dw, &dw_ref);
+        }
     }
 
     #[test]

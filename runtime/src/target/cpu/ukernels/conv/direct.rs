@@ -41,12 +41,13 @@ pub(super) fn available() -> bool {
 }
 
 /// Sizes of the padded input and of the wide output of one image.
-struct Geometry {
-    padded_width: usize,
+pub(super) struct Geometry {
+    /// `Wp = W + 2·pw`.
+    pub(super) padded_width: usize,
     /// Outputs per channel on the padded width: `Ho·Wp`.
     wide: usize,
     /// Distance between padded channel planes: `Hp·Wp` plus slack for the last tile.
-    plane_stride: usize,
+    pub(super) plane_stride: usize,
     /// Tiles per output channel.
     tiles: usize,
     /// Distance between wide output channels: `tiles · TILE`.
@@ -56,7 +57,7 @@ struct Geometry {
 }
 
 impl Geometry {
-    fn new(shape: &ConvShape) -> Self {
+    pub(super) fn new(shape: &ConvShape) -> Self {
         let padded_width = shape.in_width + 2 * shape.padding.1;
         let padded_height = shape.in_height + 2 * shape.padding.0;
         let wide = shape.out_height() * padded_width;
@@ -226,7 +227,7 @@ impl Tile<'_> {
 }
 
 /// `padded[ci·stride + r·Wp + c] = x[ci][r - ph][c - pw]`, 0 elsewhere (slack included).
-fn pad(shape: &ConvShape, geometry: &Geometry, x: &[f32], padded: &mut [f32]) {
+pub(super) fn pad(shape: &ConvShape, geometry: &Geometry, x: &[f32], padded: &mut [f32]) {
     let (width, padded_width) = (shape.in_width, geometry.padded_width);
     let (pad_h, pad_w) = shape.padding;
     let planes = padded.chunks_exact_mut(geometry.plane_stride);
