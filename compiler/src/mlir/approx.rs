@@ -13,10 +13,10 @@
 use super::scalar::{binary, compare, select};
 use super::writer::FunctionWriter;
 
-/// ln 2 split so that `n·LN2_HIGH` is exact for `|n| ≤ 255`.
-const LN2_HIGH: f32 = 0.693_145_751_953_125;
-/// The rest of ln 2.
-const LN2_LOW: f32 = 1.428_606_765_330_187e-6;
+/// ln 2 split so that `n·LN2_HIGH` is exact for `|n| ≤ 255` (0.693145751953125, 16 bits).
+const LN2_HIGH: f32 = f32::from_bits(0x3F31_7200);
+/// The rest of ln 2, rounded to f32 (about 1.4286068e-6).
+const LN2_LOW: f32 = f32::from_bits(0x35BF_BE8E);
 
 /// `Σ cᵢ·xⁱ` by Horner's rule, coefficients from the highest power down.
 fn horner(writer: &mut FunctionWriter, x: &str, coefficients: &[f64]) -> String {
