@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Installs what coopc needs on a Debian 12 machine: LLVM/MLIR 22 (melior links against them),
+# Installs what coopc needs on a Debian 12 machine: LLVM/MLIR 22 and Polly (melior and tblgen link against them),
 # the libraries they link with, and the Fashion-MNIST data set used by the main experiment.
 # Safe to run again: packages already present are skipped by apt.
 set -euo pipefail
 
 packages=(
-    llvm-22-dev libmlir-22-dev mlir-22-tools libclang-22-dev
+    llvm-22-dev libmlir-22-dev mlir-22-tools libclang-22-dev libpolly-22-dev
     libzstd-dev libz3-dev libxml2-dev zlib1g-dev
     dataset-fashion-mnist
 )
