@@ -204,24 +204,30 @@ fn text(record: &Record) -> String {
             "train",
             record.train_images_per_s,
             record.train_ms_per_step,
-            record.train_kernels,
+            record.train_gflops,
         ),
         (
             "infer",
             record.infer_images_per_s,
             record.infer_ms_per_step,
-            record.infer_kernels,
+            record.infer_gflops,
         ),
     ];
-    for (name, images, ms, kernels) in rows {
-        if let (Some(images), Some(ms)) = (images, ms) {
-            let kernels = kernels.unwrap_or(0);
+    for (name, images, ms, gflops) in rows {
+        if let (Some(images), Some(ms), Some(gflops)) = (images, ms, gflops) {
             let _ = writeln!(
                 out,
-                "  {name}     {images:9.1} images/s   {ms:8.2} ms/step   {kernels} kernels"
+                "  {name}     {images:9.1} images/s   {ms:8.2} ms/step   {gflops:6.1} GFLOP/s"
             );
         }
     }
+    let _ = writeln!(
+        out,
+        "  kernels   {} train, {} infer, {} functions",
+        record.train_kernels.unwrap_or(0),
+        record.infer_kernels.unwrap_or(0),
+        record.functions
+    );
     if let (Some(first), Some(last)) = (record.train_loss_first, record.train_loss_last) {
         let _ = writeln!(out, "  loss       {first:.4} -> {last:.4} (random data)");
     }
