@@ -261,7 +261,7 @@ fn emit_function(
     for (index, (arg, slot_ty)) in kernel.args.iter().zip(&input.slot_types).enumerate() {
         let value_ty = match arg.value {
             Value::Node(id) => input.graph.node(id).ty.clone(),
-            Value::Output(_) | Value::DropoutSeed => slot_ty.clone(),
+            Value::Output(_) | Value::DropoutSeed | Value::Temporary(_) => slot_ty.clone(),
         };
         params.push(format!("%a{index}: {}", memref_of(slot_ty)));
         let stored = Buffer::of(format!("%a{index}"), slot_ty);
@@ -281,7 +281,8 @@ fn emit_function(
     };
     match kernel.kind {
         KernelKind::Elementwise => elementwise::emit(&mut emit)?,
-        KernelKind::Reduction => reduce::emit(&mut emit)?,
+        KernelKind::Reduction | KernelKind::Partials => reduce::emit(&mut emit)?,
+        KernelKind::Coefficients => batchnorm::emit_coefficients(&mut emit)?,
         KernelKind::Contraction => contraction::emit(&mut emit)?,
         KernelKind::Window => window::emit(&mut emit)?,
         KernelKind::Loss => loss::emit(&mut emit)?,

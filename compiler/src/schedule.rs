@@ -3,14 +3,16 @@
 //!
 //! Needs: a typed graph without cycles (forward ops, or a training graph from autodiff).
 //! Promises: every live node (one an output or an effect depends on) that is neither a leaf nor
-//! a view is computed by exactly one kernel; kernels are listed in an order that respects data dependencies and runs each effect after
+//! a view is computed by exactly one kernel (a split reduction by its pair of kernels);
+//! kernels are listed in an order that respects data dependencies and runs each effect after
 //! every read of the state it overwrites; every value a kernel argument names has a slot in
 //! [`BufferPlan`], and arena slots with intersecting lifetimes do not overlap. The input graph
 //! is not modified; the schedule keeps a rewritten copy ([`Schedule::graph`]) with the same
 //! node ids.
 //!
 //! Steps, in order: [`rewrite`] (memory-saving operand changes), liveness, fusion (groups),
-//! [`kernel`] (arguments), kernel order, [`buffers`] (the plan).
+//! [`kernel`] (arguments; reductions of 4-D tensors split into a batch-split partial-sums
+//! kernel and a finish kernel), kernel order, [`buffers`] (the plan).
 
 pub mod buffers;
 pub mod classify;
@@ -41,6 +43,8 @@ pub struct Schedule {
     pub kernels: Vec<Kernel>,
     /// Where every value lives.
     pub plan: BufferPlan,
+    /// Types of the temporaries kernels pass to each other ([`Value::Temporary`]).
+    pub temporaries: Vec<crate::ir::TensorType>,
     /// Counts for logs and tests.
     pub stats: ScheduleStats,
 }
@@ -139,9 +143,14 @@ pub fn schedule(
     // Fusion groups, then one kernel per group plus copies for outputs that need them.
     let groups = fuse::fuse(&live);
     let output_nodes: Vec<NodeId> = graph.outputs().iter().map(|(_, id)| *id).collect();
+    let mut temporaries = Vec::new();
     let mut kernels: Vec<kernel::Kernel> = groups
         .iter()
         .map(|group| kernel::kernel_for_group(&live, group, &output_nodes, mode))
+        .flat_map(|kernel| kernel::split_reduction(&live, kernel, &mut temporaries))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .flat_map(|kernel| kernel::split_batchnorm_coefficients(&live, kernel, &mut temporaries))
         .collect();
     kernels.extend(output_copies(&live));
 
@@ -151,10 +160,16 @@ pub fn schedule(
     for index in order {
         ordered.push(kernels[index].clone());
     }
-    let plan = buffers::plan_buffers(&live, &ordered, max_batch);
+    let plan = buffers::plan_buffers(&live, &ordered, &temporaries, max_batch);
 
     let stats = ScheduleStats {
-        computed_nodes: ordered.iter().map(|kernel| kernel.nodes.len()).sum(),
+        computed_nodes: ordered
+            .iter()
+            .filter(|kernel| {
+                !matches!(kernel.kind, KernelKind::Partials | KernelKind::Coefficients)
+            })
+            .map(|kernel| kernel.nodes.len())
+            .sum(),
         kernels: ordered.len(),
         fused_kernels: ordered
             .iter()
@@ -169,6 +184,7 @@ pub fn schedule(
         graph: rewritten,
         kernels: ordered,
         plan,
+        temporaries,
         stats,
     })
 }

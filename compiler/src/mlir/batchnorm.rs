@@ -6,13 +6,15 @@
 //! - apply: `y = α·x + β'` with `invstd = 1/sqrt(var + eps)`, `α = invstd·γ`,
 //!   `β' = β − mean·α`;
 //! - input gradient: `dx = k·dy − s·(x − mean) − o` with `k = γ·invstd`,
-//!   `s = k·invstd·dscale/M`, `o = k·dshift/M`, `M = N·H·W` (so this kernel needs the whole
-//!   batch and does not run on sub-batches).
+//!   `s = k·invstd·dscale/M`, `o = k·dshift/M`, `M = N·H·W`. Since `M` needs the whole
+//!   batch, the scheduler usually computes these in a `Coefficients` kernel of their own
+//!   ([`emit_coefficients`], rows of a `[3, C]` table) and the element-wise kernel reads the
+//!   table, so that it can run on sub-batches.
 
 use std::collections::BTreeMap;
 
 use crate::ir::{NodeId, Op, TensorType};
-use crate::schedule::Value;
+use crate::schedule::{Access, Value};
 
 use super::generic::{alloc, batch_count, dealloc, Buffer, Dim, Generic, GenericOperand};
 use super::scalar::binary;
@@ -45,8 +47,39 @@ pub(crate) fn prologue(
 ) -> Result<BTreeMap<NodeId, Coefficients>, MlirError> {
     let mut result = BTreeMap::new();
     let nodes = emit.kernel.nodes.clone();
+    let mut tables = emit
+        .kernel
+        .args
+        .iter()
+        .enumerate()
+        .filter_map(|(index, arg)| {
+            (arg.access == Access::Read && matches!(arg.value, Value::Temporary(_)))
+                .then_some(index)
+        });
+    let tables: Vec<usize> = tables.by_ref().collect();
+    let mut next_table = tables.into_iter();
     for node in nodes {
         let op = emit.graph.node(node).op.clone();
+        if matches!(op, Op::BatchNormInputGrad { .. }) {
+            if let Some(table) = next_table.next() {
+                let first_input = generic.ins.len();
+                for row in 0..3 {
+                    let buffer = emit.args[table].clone();
+                    generic.ins.push(GenericOperand {
+                        buffer,
+                        map: format!("{row}, d1"),
+                    });
+                }
+                result.insert(
+                    node,
+                    Coefficients {
+                        first_input,
+                        buffers: Vec::new(),
+                    },
+                );
+                continue;
+            }
+        }
         let inputs = emit.graph.inputs(node);
         let (channel_slots, count): (&[usize], usize) = match op {
             Op::BatchNormApply { .. } => (&[1, 2, 3, 4], 2),
@@ -212,4 +245,76 @@ fn inverse_deviation(writer: &mut FunctionWriter, eps: f32, var: &str) -> String
     let shifted = binary(writer, "addf", var, &eps);
     let root = super::scalar::math(writer, "sqrt", &shifted);
     binary(writer, "divf", &one, &root)
+}
+
+/// Emits a `Coefficients` kernel: the three per-channel coefficients of one BatchNorm input
+/// gradient, from `[var, γ, dscale, dshift, x]`, into the rows of a `[3, C]` temporary.
+pub(crate) fn emit_coefficients(emit: &mut Emit<'_>) -> Result<(), MlirError> {
+    let node = emit.kernel.nodes[0];
+    emit.locate(node);
+    let Op::BatchNormInputGrad { eps } = emit.graph.node(node).op else {
+        return Err(MlirError::BadKernel { op: "coefficients" });
+    };
+    if emit.args.len() != 6 {
+        return Err(MlirError::BadKernel { op: "coefficients" });
+    }
+    let (x_ty, channels) = (
+        emit.types[4].clone(),
+        emit.types[5].dims.get(1).copied().unwrap_or(1),
+    );
+    let elements = batch_count(
+        &mut emit.writer,
+        &emit.args[4].clone(),
+        x_ty.item_elements() / channels.max(1),
+    );
+    let table = emit.args[5].clone();
+    let mut generic = Generic {
+        iterators: vec!["parallel"],
+        ..Generic::default()
+    };
+    for index in 0..4 {
+        let map = if emit.types[index].dims == [1] && channels != 1 {
+            "0"
+        } else {
+            "d0"
+        };
+        generic.ins.push(GenericOperand {
+            buffer: emit.args[index].clone(),
+            map: map.into(),
+        });
+    }
+    for row in 0..3 {
+        let buffer = table_row(&mut emit.writer, &table, row, channels);
+        generic.outs.push(GenericOperand {
+            buffer,
+            map: "d0".into(),
+        });
+    }
+    generic.write(&mut emit.writer, |writer, block| {
+        Ok(input_grad_coefficients(
+            writer,
+            eps,
+            [&block[0], &block[1], &block[2], &block[3]],
+            &elements,
+        ))
+    })
+}
+
+/// Row `row` of a `[rows, C]` table, as a `[C]` view.
+fn table_row(writer: &mut FunctionWriter, table: &Buffer, row: usize, channels: usize) -> Buffer {
+    let layout = format!("strided<[1], offset: {}>", row * channels);
+    let view = Buffer {
+        name: String::new(),
+        dims: vec![Dim::Static(channels)],
+        dtype: table.dtype,
+        layout: Some(layout),
+    };
+    let rhs = format!(
+        "memref.subview {}[{row}, 0] [1, {channels}] [1, 1] : {} to {}",
+        table.name,
+        table.ty(),
+        view.ty()
+    );
+    let name = writer.assign("view", &rhs);
+    Buffer { name, ..view }
 }

@@ -106,8 +106,8 @@ fn bind(emit: &mut Emit<'_>, space: &TensorType, groups: &[usize]) -> Result<Bin
         let arg = emit.kernel.args[index];
         let value = match arg.value {
             Value::Node(value) => value,
-            // Read by the dropout keys.
-            Value::DropoutSeed => continue,
+            // Read by the BatchNorm prologue and the dropout keys.
+            Value::DropoutSeed | Value::Temporary(_) => continue,
             Value::Output(_) => return Err(MlirError::BadKernel { op: "elementwise" }),
         };
         if arg.access != Access::Read {

@@ -12,7 +12,7 @@ use runtime::target::cpu::CpuExecutable;
 use crate::codegen::{compile_entries, EntryGraph};
 use crate::ir::{Activation, DType, Graph, Init, NodeId, Op, ParamRole, TensorType};
 use crate::reference::{self, Feeds, Mode};
-use crate::schedule::GraphMode;
+use crate::schedule::{GraphMode, KernelKind};
 
 /// A graph under construction with explicit types.
 pub(crate) struct Net {
@@ -476,6 +476,24 @@ fn batchnorm_training_forward_and_backward_match_the_reference() {
         for (name, id) in [("r", r), ("dshift", dshift), ("dscale", dscale), ("dx", dx)] {
             net.output(name, id);
         }
+        let schedule =
+            crate::schedule::schedule(&net.graph, 4, GraphMode::Train).expect("schedule");
+        let kinds: Vec<KernelKind> = schedule.kernels.iter().map(|kernel| kernel.kind).collect();
+        assert!(kinds.contains(&KernelKind::Coefficients), "{kinds:?}");
+        if dims.len() == 3 {
+            assert!(kinds.contains(&KernelKind::Partials), "{kinds:?}");
+        }
+        let input_grad = schedule.kernels.iter().find(|kernel| {
+            kernel.kind == KernelKind::Elementwise
+                && kernel
+                    .nodes
+                    .iter()
+                    .any(|&id| matches!(net.graph.node(id).op, Op::BatchNormInputGrad { .. }))
+        });
+        assert!(
+            input_grad.is_some_and(|kernel| kernel.batch_split),
+            "{input_grad:?}"
+        );
         for batch in [2, 3] {
             check(&net.graph, GraphMode::Train, batch, 4, Draw::Uniform);
         }

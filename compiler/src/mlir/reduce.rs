@@ -6,11 +6,16 @@
 //! which also keeps each partial sum short), then `out[c] = Σᵣ p[c, r]` in lane order, then a
 //! per-channel finish (divide by M = N·R for the statistics, times `invstd` for the scale
 //! gradient). Sibling reductions of one operand share the first step.
+//!
+//! The scheduler may split a reduction of a 4-D tensor in two kernels so that the heavy part
+//! runs on sub-batches in parallel: a *partials* kernel writes, per batch item, the column
+//! sums `P[n, c, w] = Σₕ term(x[n, c, h, w])`; the *finish* kernel then sums
+//! `p[c, w] = Σₙ P[n, c, w]` and continues as above. Either way every sum has one fixed order.
 
 use std::collections::BTreeMap;
 
 use crate::ir::{NodeId, Op, TensorType};
-use crate::schedule::{broadcast_of, Access, Broadcast, Value};
+use crate::schedule::{broadcast_of, Access, Broadcast, KernelKind, Value};
 
 use super::generic::{
     alloc, batch_count, collapse, dealloc, fill, identity_map, Buffer, Dim, Generic, GenericOperand,
@@ -26,9 +31,11 @@ enum Layout {
     Channels,
     /// `(n, c, r)` over the source collapsed to `[N, C, R]`.
     Lanes,
+    /// `(n, c, h, w)` over a `[N, C, H, W]` source (the partials kernel).
+    Columns,
 }
 
-/// Emits the reduction kernel.
+/// Emits the reduction kernel (whole, or either half of a split one).
 pub(crate) fn emit(emit: &mut Emit<'_>) -> Result<(), MlirError> {
     let first = emit.kernel.nodes[0];
     emit.locate(first);
@@ -42,6 +49,18 @@ pub(crate) fn emit(emit: &mut Emit<'_>) -> Result<(), MlirError> {
         .ok_or(MlirError::BadKernel { op: "reduce" })?;
     let source_ty = emit.graph.node(source).ty.clone();
     let (channels, lanes) = channel_layout(emit, first, &source_ty)?;
+    let is_finish = emit
+        .kernel
+        .args
+        .iter()
+        .any(|arg| arg.access == Access::Read && matches!(arg.value, Value::Temporary(_)));
+    if emit.kernel.kind == KernelKind::Partials {
+        return column_sums(emit, &source_ty);
+    }
+    if is_finish {
+        return finish_from_columns(emit, &source_ty, channels);
+    }
+
     // Partial sums per channel and lane (no lanes for a [N, C] operand).
     let layout = if source_ty.dims.len() >= 2 {
         Layout::Lanes
@@ -98,6 +117,10 @@ fn accumulate_terms(
     let (iterators, sum_map): (Vec<&'static str>, &str) = match layout {
         Layout::Channels => (vec!["reduction", "parallel"], "d1"),
         Layout::Lanes => (vec!["reduction", "parallel", "parallel"], "d1, d2"),
+        Layout::Columns => (
+            vec!["parallel", "parallel", "reduction", "parallel"],
+            "d0, d1, d3",
+        ),
     };
     let loops = iterators.len();
     let mut generic = Generic {
@@ -114,6 +137,9 @@ fn accumulate_terms(
         }
         let ty = emit.types[index].clone();
         let (buffer, map) = match broadcast_of(&ty, source_ty) {
+            Some(Broadcast::Full) if layout == Layout::Columns => {
+                (emit.args[index].clone(), identity_map(loops))
+            }
             Some(Broadcast::Full) => {
                 let groups = lane_groups(source_ty);
                 (
@@ -174,6 +200,76 @@ fn node_terms(
         terms.push((op, slots));
     }
     Ok(terms)
+}
+
+// P[n, c, w] = Σₕ term(x[n, c, h, w]), one P per node (the partials kernel).
+fn column_sums(emit: &mut Emit<'_>, source_ty: &TensorType) -> Result<(), MlirError> {
+    let zero = emit.writer.f32(0.0);
+    let sums: Vec<Buffer> = emit
+        .kernel
+        .args
+        .iter()
+        .zip(&emit.args)
+        .filter(|(arg, _)| arg.access == Access::Write && matches!(arg.value, Value::Temporary(_)))
+        .map(|(_, buffer)| buffer.clone())
+        .collect();
+    if sums.len() != emit.kernel.nodes.len() || source_ty.dims.len() != 3 {
+        return Err(MlirError::BadKernel { op: "reduce" });
+    }
+    for sum in &sums {
+        fill(&mut emit.writer, sum, &zero);
+    }
+    accumulate_terms(emit, source_ty, Layout::Columns, &sums)
+}
+
+// p[c, w] = Σₙ P[n, c, w], then lanes and finish (the finish kernel of a split reduction).
+fn finish_from_columns(
+    emit: &mut Emit<'_>,
+    source_ty: &TensorType,
+    channels: usize,
+) -> Result<(), MlirError> {
+    let columns: Vec<usize> = (0..emit.kernel.args.len())
+        .filter(|&index| {
+            let arg = emit.kernel.args[index];
+            arg.access == Access::Read && matches!(arg.value, Value::Temporary(_))
+        })
+        .collect();
+    if columns.len() != emit.kernel.nodes.len() {
+        return Err(MlirError::BadKernel { op: "reduce" });
+    }
+    let per_item = source_ty.item_elements() / channels.max(1);
+    let first_columns = emit.args[columns[0]].clone();
+    let elements = batch_count(&mut emit.writer, &first_columns, per_item);
+    let zero = emit.writer.f32(0.0);
+    let nodes = emit.kernel.nodes.clone();
+    for (node, index) in nodes.into_iter().zip(columns) {
+        emit.locate(node);
+        let columns = emit.args[index].clone();
+        let width = columns.static_dim(2);
+        let partial = alloc(
+            &mut emit.writer,
+            vec![Dim::Static(channels), Dim::Static(width)],
+            source_ty.dtype,
+        );
+        fill(&mut emit.writer, &partial, &zero);
+        let over_batch = Generic {
+            iterators: vec!["reduction", "parallel", "parallel"],
+            ins: vec![GenericOperand {
+                buffer: columns,
+                map: identity_map(3),
+            }],
+            outs: vec![GenericOperand {
+                buffer: partial.clone(),
+                map: "d1, d2".into(),
+            }],
+        };
+        over_batch.write(&mut emit.writer, |writer, block| {
+            Ok(vec![binary(writer, "addf", &block[1], &block[0])])
+        })?;
+        lanes_and_finish(emit, node, &partial, channels, Some(&elements))?;
+        dealloc(&mut emit.writer, &partial);
+    }
+    Ok(())
 }
 
 /// `out = Σ_lanes partial` (into the node's output, per channel or to its single element),

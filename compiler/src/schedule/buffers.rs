@@ -4,7 +4,8 @@
 //! Rules: parameters, running statistics and momentum buffers are persistent slots named after
 //! the parameter; inputs, labels and scalars are feeds named after themselves; graph outputs
 //! computed by a kernel are output slots named after the output; views and effects share the
-//! slot of the value under them; every other value is an arena temporary. An element-wise
+//! slot of the value under them; every other value (and every partial-sums temporary of a
+//! split reduction) is an arena temporary. An element-wise
 //! kernel may write a result over an operand of the same type that dies in that kernel (the
 //! generic reads each element before writing it). Arena offsets come from a greedy placement,
 //! largest first, at the lowest aligned offset free during the slot's whole lifetime.
@@ -84,7 +85,12 @@ impl BufferPlan {
 }
 
 /// Plans the storage of every value the `kernels` (in run order) touch.
-pub(crate) fn plan_buffers(live: &LiveGraph, kernels: &[Kernel], max_batch: usize) -> BufferPlan {
+pub(crate) fn plan_buffers(
+    live: &LiveGraph,
+    kernels: &[Kernel],
+    temporaries: &[TensorType],
+    max_batch: usize,
+) -> BufferPlan {
     let last_use = last_uses(live, kernels);
     let output_names = output_slot_names(live);
     let mut planner = Planner {
@@ -122,6 +128,7 @@ pub(crate) fn plan_buffers(live: &LiveGraph, kernels: &[Kernel], max_batch: usiz
                 }
                 Value::Output(index) => planner.output_slot(live, index, position),
                 Value::DropoutSeed => planner.seed_slot(position),
+                Value::Temporary(index) => planner.temporary_slot(index, temporaries, position),
             };
             planner.slots[slot].lifetime.1 = position;
         }
@@ -179,6 +186,24 @@ impl Planner {
         let storage = Storage::Output;
         let slot = self.push(Slot {
             name: name.clone(),
+            ty,
+            storage,
+            lifetime: (position, position),
+        });
+        self.slot_of.insert(value, slot);
+        slot
+    }
+
+    fn temporary_slot(&mut self, index: usize, types: &[TensorType], position: usize) -> usize {
+        let value = Value::Temporary(index);
+        if let Some(&slot) = self.slot_of.get(&value) {
+            return slot;
+        }
+        let ty = types.get(index).cloned().unwrap_or_else(TensorType::scalar);
+        let storage = Storage::Arena { offset_bytes: 0 };
+        let name = format!("temporary.{index}");
+        let slot = self.push(Slot {
+            name,
             ty,
             storage,
             lifetime: (position, position),

@@ -113,9 +113,9 @@ pub fn broadcast_of(operand: &TensorType, space: &TensorType) -> Option<Broadcas
 /// the batch size, so a target may run it on disjoint sub-batches.
 pub fn is_batch_local(op: &Op) -> bool {
     match op {
-        // Statistics over the whole batch, or divisions by the batch size.
-        Op::BatchNormInputGrad { .. }
-        | Op::SoftmaxCrossEntropy
+        // Statistics over the whole batch, or divisions by the batch size (a BatchNorm input
+        // gradient's division by the batch size happens in its separate coefficients kernel).
+        Op::SoftmaxCrossEntropy
         | Op::SoftmaxCrossEntropyGrad
         | Op::CorrectCount
         | Op::BatchMean

@@ -5,7 +5,7 @@
 //! result), for fused groups the distinct outside operands in first-use order (then the
 //! results); effects update their state operands in place.
 
-use crate::ir::{NodeId, Op};
+use crate::ir::{NodeId, Op, TensorType};
 
 use super::classify::{class_of, is_batch_local, OpClass};
 use super::fuse::LiveGraph;
@@ -22,6 +22,10 @@ pub enum Value {
     /// The step's dropout seed, fed by the caller as `dropout_seed: i32[2]` (the low and high
     /// 32 bits of the `u64` seed of `reference::dropout`).
     DropoutSeed,
+    /// A value one kernel passes to another that is no node of the graph (the column sums of
+    /// a split reduction, the per-channel coefficients of a BatchNorm input gradient); its
+    /// type is `Schedule::temporaries[index]`.
+    Temporary(usize),
 }
 
 /// How a kernel uses an argument.
@@ -49,8 +53,13 @@ pub struct KernelArg {
 pub enum KernelKind {
     /// One fused element-wise group: a single `linalg.generic` over the group's type.
     Elementwise,
-    /// One or more sibling reductions of the same operand.
+    /// One or more sibling reductions of the same operand (or the finish half of a split one).
     Reduction,
+    /// The per-item half of a split reduction: column sums for each batch item.
+    Partials,
+    /// The per-channel coefficients of a BatchNorm input gradient, computed before the
+    /// element-wise kernel that applies them (which can then run on sub-batches).
+    Coefficients,
     /// A convolution or dense product, or one of its gradients: a micro-kernel call.
     Contraction,
     /// A pooling or shortcut op and its gradient.
@@ -155,6 +164,168 @@ pub(crate) fn kernel_for_group(
         batch_split,
     }
 }
+
+/// Splits a per-channel reduction kernel over a 4-D tensor into a batch-split partials kernel
+/// and a finish kernel (see `mlir::reduce`); returns any other kernel unchanged. New
+/// temporaries' types are appended to `temporaries`.
+pub(crate) fn split_reduction(
+    live: &LiveGraph,
+    kernel: Kernel,
+    temporaries: &mut Vec<TensorType>,
+) -> Vec<Kernel> {
+    let source = kernel
+        .nodes
+        .first()
+        .and_then(|&id| live.inputs[id.index()].first().copied());
+    let splittable = kernel.kind == KernelKind::Reduction
+        && source.is_some_and(|source| {
+            let ty = &live.graph.node(source).ty;
+            let per_channel = kernel.nodes.iter().all(|&id| {
+                matches!(
+                    live.op(id),
+                    Op::BatchMean
+                        | Op::BatchVar
+                        | Op::ChannelSum
+                        | Op::BatchNormScaleGrad { .. }
+                        | Op::PreluSlopeGrad
+                )
+            });
+            per_channel && ty.batched && ty.dims.len() == 3
+        });
+    let Some(source) = source.filter(|_| splittable) else {
+        return vec![kernel];
+    };
+    let dims = &live.graph.node(source).ty.dims;
+    let column_ty = TensorType::batch(vec![dims[0], dims[2]]);
+    let mut partials_args: Vec<KernelArg> = kernel
+        .args
+        .iter()
+        .copied()
+        .filter(|arg| arg.access == Access::Read)
+        .collect();
+    let mut finish_args = Vec::with_capacity(kernel.args.len());
+    for _ in &kernel.nodes {
+        let value = Value::Temporary(temporaries.len());
+        temporaries.push(column_ty.clone());
+        partials_args.push(KernelArg {
+            value,
+            access: Access::Write,
+        });
+        finish_args.push(KernelArg {
+            value,
+            access: Access::Read,
+        });
+    }
+    for &node in &kernel.nodes {
+        if let (Op::BatchNormScaleGrad { .. }, Some(&var)) =
+            (live.op(node), live.inputs[node.index()].get(3))
+        {
+            finish_args.push(KernelArg {
+                value: Value::Node(var),
+                access: Access::Read,
+            });
+        }
+    }
+    finish_args.extend(
+        kernel
+            .args
+            .iter()
+            .copied()
+            .filter(|arg| arg.access == Access::Write),
+    );
+    let partials = Kernel {
+        kind: KernelKind::Partials,
+        nodes: kernel.nodes.clone(),
+        args: partials_args,
+        batch_split: true,
+    };
+    let finish = Kernel {
+        kind: KernelKind::Reduction,
+        nodes: kernel.nodes,
+        args: finish_args,
+        batch_split: false,
+    };
+    vec![partials, finish]
+}
+
+/// Moves the per-channel coefficients of every BatchNorm input gradient of an element-wise
+/// kernel into a `Coefficients` kernel of their own (they need the whole batch's size), so
+/// that the element-wise kernel can run on sub-batches; returns the coefficient kernels, then
+/// the element-wise one. Leaves the kernel whole when an operand of the coefficients is
+/// computed inside it.
+pub(crate) fn split_batchnorm_coefficients(
+    live: &LiveGraph,
+    mut kernel: Kernel,
+    temporaries: &mut Vec<TensorType>,
+) -> Vec<Kernel> {
+    let is_input_grad = |id: &NodeId| matches!(live.op(*id), Op::BatchNormInputGrad { .. });
+    let grads: Vec<NodeId> = kernel.nodes.iter().copied().filter(is_input_grad).collect();
+    let operands_outside = grads.iter().all(|&grad| {
+        let inputs = &live.inputs[grad.index()];
+        COEFFICIENT_SLOTS.iter().all(|&slot| {
+            inputs
+                .get(slot)
+                .is_some_and(|operand| !kernel.nodes.contains(operand))
+        })
+    });
+    if kernel.kind != KernelKind::Elementwise || grads.is_empty() {
+        return vec![kernel];
+    }
+    if !operands_outside {
+        kernel.batch_split = false;
+        return vec![kernel];
+    }
+    let mut split = Vec::with_capacity(grads.len() + 1);
+    let first_write = kernel
+        .args
+        .iter()
+        .position(|arg| arg.access != Access::Read);
+    let mut insert_at = first_write.unwrap_or(kernel.args.len());
+    for grad in grads {
+        let inputs = &live.inputs[grad.index()];
+        let channels = live
+            .graph
+            .node(inputs[2])
+            .ty
+            .dims
+            .first()
+            .copied()
+            .unwrap_or(1);
+        let value = Value::Temporary(temporaries.len());
+        temporaries.push(TensorType::fixed(vec![3, channels]));
+        let mut args: Vec<KernelArg> = COEFFICIENT_SLOTS
+            .iter()
+            .map(|&slot| KernelArg {
+                value: Value::Node(inputs[slot]),
+                access: Access::Read,
+            })
+            .collect();
+        args.push(KernelArg {
+            value,
+            access: Access::Write,
+        });
+        split.push(Kernel {
+            kind: KernelKind::Coefficients,
+            nodes: vec![grad],
+            args,
+            batch_split: false,
+        });
+        kernel.args.insert(
+            insert_at,
+            KernelArg {
+                value,
+                access: Access::Read,
+            },
+        );
+        insert_at += 1;
+    }
+    split.push(kernel);
+    split
+}
+
+/// Operand slots of a `BatchNormInputGrad` its coefficients read: var, γ, dscale, dshift, and
+/// `x` for the batch size.
+pub(crate) const COEFFICIENT_SLOTS: [usize; 5] = [3, 4, 5, 6, 1];
 
 /// A kernel copying `source` into the slot of graph output `index`.
 pub(crate) fn copy_kernel(source: NodeId, index: usize) -> Kernel {

@@ -14,7 +14,7 @@ use crate::ir::NodeId;
 
 use super::classify::OpClass;
 use super::fuse::LiveGraph;
-use super::kernel::{Access, Kernel, Value};
+use super::kernel::{Access, Kernel, KernelKind, Value};
 
 /// `order[i]` is the index of the kernel to run `i`-th, or `None` when the kernels' dependencies
 /// form a cycle (a fusion bug or an effect read after it writes).
@@ -47,7 +47,7 @@ pub(crate) fn kernel_order(live: &LiveGraph, kernels: &[Kernel]) -> Option<Vec<u
 fn first_position(live: &LiveGraph, kernel: &Kernel) -> usize {
     let source = kernel.args.iter().find_map(|arg| match arg.value {
         Value::Node(id) => Some(id),
-        Value::Output(_) | Value::DropoutSeed => None,
+        Value::Output(_) | Value::DropoutSeed | Value::Temporary(_) => None,
     });
     match kernel.nodes.first().or(source.as_ref()) {
         Some(&id) => live.pos(id),
@@ -70,17 +70,33 @@ fn through_views(live: &LiveGraph, mut id: NodeId) -> NodeId {
 fn dependencies(live: &LiveGraph, kernels: &[Kernel]) -> Vec<(usize, usize)> {
     let mut producer = vec![usize::MAX; live.position.len()];
     for (index, kernel) in kernels.iter().enumerate() {
+        if matches!(kernel.kind, KernelKind::Partials | KernelKind::Coefficients) {
+            continue;
+        }
         for &id in &kernel.nodes {
             producer[id.index()] = index;
         }
     }
     let mut edges = Vec::new();
 
+    let mut temporary_writer = std::collections::BTreeMap::new();
+    for (index, kernel) in kernels.iter().enumerate() {
+        for value in kernel.writes() {
+            if let Value::Temporary(temporary) = value {
+                temporary_writer.insert(temporary, index);
+            }
+        }
+    }
+
     // Data: the producer of every value read runs first.
     for (index, kernel) in kernels.iter().enumerate() {
         for value in kernel.reads() {
             let source = match value {
                 Value::Node(id) => producer[through_views(live, id).index()],
+                Value::Temporary(temporary) => temporary_writer
+                    .get(&temporary)
+                    .copied()
+                    .unwrap_or(usize::MAX),
                 Value::Output(_) | Value::DropoutSeed => usize::MAX,
             };
             if source != usize::MAX && source != index {
@@ -104,7 +120,7 @@ fn dependencies(live: &LiveGraph, kernels: &[Kernel]) -> Vec<(usize, usize)> {
             for (reader, other) in kernels.iter().enumerate() {
                 let reads_old = other.reads().any(|value| match value {
                     Value::Node(id) => through_views(live, id) == state,
-                    Value::Output(_) | Value::DropoutSeed => false,
+                    Value::Output(_) | Value::DropoutSeed | Value::Temporary(_) => false,
                 });
                 if reader != effect && reads_old {
                     let is_effect = other.args.iter().any(|arg| arg.access == Access::Update);

@@ -62,7 +62,7 @@ pub fn print_schedule(schedule: &Schedule) -> String {
                 .slot_of
                 .get(&arg.value)
                 .map_or("?".to_string(), |s| format!("s{s}"));
-            let value = value_text(graph, &number, arg.value);
+            let value = value_text(graph, &schedule.temporaries, &number, arg.value);
             let _ = writeln!(out, "    {access:<6} {value} -> {slot}");
         }
     }
@@ -114,7 +114,7 @@ fn kernel_line(graph: &Graph, number: &[usize], position: usize, kernel: &Kernel
     format!("k{position} {kind}: {}{split}", ops.join(", "))
 }
 
-fn value_text(graph: &Graph, number: &[usize], value: Value) -> String {
+fn value_text(graph: &Graph, temporaries: &[TensorType], number: &[usize], value: Value) -> String {
     match value {
         Value::Node(id) => {
             let node = graph.node(id);
@@ -126,6 +126,10 @@ fn value_text(graph: &Graph, number: &[usize], value: Value) -> String {
             )
         }
         Value::DropoutSeed => "dropout seed i32[2]".to_string(),
+        Value::Temporary(index) => match temporaries.get(index) {
+            Some(ty) => format!("temporary #{index} {}", type_text(ty)),
+            None => format!("temporary #{index}"),
+        },
         Value::Output(index) => match graph.outputs().get(index) {
             Some((name, id)) => format!("output `{name}` (copy of %{})", number[id.index()]),
             None => format!("output {index}"),
