@@ -73,6 +73,14 @@ impl Failure {
         }
     }
 
+    /// A failure that is a bug in coopc (exit code 2), from any diagnostic.
+    pub fn internal(diagnostic: impl Diagnostic + Send + Sync + 'static) -> Self {
+        Failure::Report {
+            report: miette::Report::new(diagnostic),
+            internal: true,
+        }
+    }
+
     /// True when the failure is a bug in coopc (exit code 2) rather than a user error (1).
     pub fn is_internal(&self) -> bool {
         match self {

@@ -132,10 +132,7 @@ pub enum BenchError {
 impl BenchError {
     /// The failure to report: every benchmark error is coopc's bug, not the user's.
     fn failure(self) -> Failure {
-        Failure::Report {
-            report: miette::Report::new(self),
-            internal: true,
-        }
+        Failure::internal(self)
     }
 }
 

@@ -253,7 +253,7 @@ fn back_end_text(
         },
     ];
     let generated =
-        compile_entries(&entries, Some(source), args.batch as usize).map_err(internal_failure)?;
+        compile_entries(&entries, Some(source), args.batch as usize).map_err(Failure::internal)?;
     if emit == Emit::Schedule {
         let printed: Vec<String> = entries
             .iter()
@@ -266,19 +266,11 @@ fn back_end_text(
     }
     let mlir = generated.program.mlir;
     verify_mlir(&mlir).map_err(|error| {
-        internal_failure(MlirRejected {
+        Failure::internal(MlirRejected {
             message: error.to_string(),
         })
     })?;
     Ok(mlir)
-}
-
-/// A failure that is coopc's bug, not the user's (exit code 2).
-fn internal_failure(diagnostic: impl Diagnostic + Send + Sync + 'static) -> Failure {
-    Failure::Report {
-        report: miette::Report::new(diagnostic),
-        internal: true,
-    }
 }
 
 /// The generated module did not verify: a bug in the MLIR emission.

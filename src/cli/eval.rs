@@ -14,7 +14,7 @@ use runtime::experiment;
 use runtime::target::cpu::CpuExecutable;
 use runtime::train::{self, TensorKind};
 
-use super::train::programs::{front_end, internal, phase_graphs, phase_model, trained_shapes};
+use super::train::programs::{front_end, phase_graphs, phase_model, trained_shapes};
 use super::train::CONFIG_FILE;
 use super::Failure;
 
@@ -69,7 +69,7 @@ pub fn run(args: &Args) -> Result<(), Failure> {
     let mut store = train::restore_store(&checkpoint, &model);
     let test = train::load_test_split(&experiment, args.data.as_deref()).map_err(Failure::user)?;
     let target_failure = |error| {
-        internal(train::TrainError::Target {
+        Failure::internal(train::TrainError::Target {
             phase,
             source: error,
         })

@@ -19,7 +19,7 @@ use runtime::experiment::{self, Experiment};
 use runtime::train::{self, Outcome, RunSpec, Summary, TrainError};
 
 use super::Failure;
-use programs::{internal, phase_models};
+use programs::phase_models;
 use progress::Progress;
 
 /// File name of the resolved experiment in a run directory.
@@ -283,7 +283,7 @@ fn result_line(summary: &Summary, spec: &RunSpec) -> String {
 /// A training error as a failure: the target and model inconsistencies are coopc's bugs.
 fn train_failure(error: TrainError) -> Failure {
     match error {
-        TrainError::Target { .. } | TrainError::BadModel { .. } => internal(error),
+        TrainError::Target { .. } | TrainError::BadModel { .. } => Failure::internal(error),
         other => Failure::user(other),
     }
 }

@@ -35,32 +35,22 @@ pub(crate) fn emit(emit: &mut Emit<'_>) -> Result<(), MlirError> {
             kernel,
             stride,
             padding,
-        } => {
-            let window = Window {
-                kernel,
-                stride,
-                padding,
-            };
-            if window.padding == [0, 0] {
-                pool::pool_unpadded(&mut emit.writer, &first, &out, &window, true)?;
-            } else {
-                pool_forward(&mut emit.writer, &first, &out, &window, true);
-            }
         }
-        Op::AvgPool {
+        | Op::AvgPool {
             kernel,
             stride,
             padding,
         } => {
+            let is_max = matches!(op, Op::MaxPool { .. });
             let window = Window {
                 kernel,
                 stride,
                 padding,
             };
             if window.padding == [0, 0] {
-                pool::pool_unpadded(&mut emit.writer, &first, &out, &window, false)?;
+                pool::pool_unpadded(&mut emit.writer, &first, &out, &window, is_max)?;
             } else {
-                pool_forward(&mut emit.writer, &first, &out, &window, false);
+                pool_forward(&mut emit.writer, &first, &out, &window, is_max);
             }
         }
         Op::MaxPoolGrad {
@@ -432,8 +422,9 @@ fn channel_window(
         dtype: buffer.dtype,
         layout: Some(layout),
     };
+    let sizes = format!("[{batch}, {count}, {height}, {width}]");
     let rhs = format!(
-        "memref.subview {}[0, {pad}, 0, 0] [{batch}, {count}, {height}, {width}] [1, 1, 1, 1] : {} to {}",
+        "memref.subview {}[0, {pad}, 0, 0] {sizes} [1, 1, 1, 1] : {} to {}",
         buffer.name,
         buffer.ty(),
         view.ty()

@@ -173,7 +173,7 @@ pub fn prepare(front: &Front, configuration: &Configuration) -> Result<Prepared,
         })
         .collect();
     let compiled = compile_entries(&entries, Some(&front.source), configuration.batch)
-        .map_err(crate::cli::train::programs::internal)?;
+        .map_err(Failure::internal)?;
     let infos = entry_infos(&graphs, &compiled.schedules, &compiled.program);
     let mut program = compiled.program;
     if configuration.profile {

@@ -136,7 +136,8 @@ pub fn phase_model(
     let training = autodiff::training_graph(forward, &sgd).map_err(Failure::user)?;
     let evaluation = autodiff::eval_graph(forward).map_err(Failure::user)?;
     let max_batch = experiment.batch_size as usize;
-    let program = compile_program(&training, &evaluation, source, max_batch).map_err(internal)?;
+    let program =
+        compile_program(&training, &evaluation, source, max_batch).map_err(Failure::internal)?;
 
     let values = init_params(&training, experiment.seed);
     let mut initial = ParamStore::default();
@@ -147,7 +148,7 @@ pub fn phase_model(
     {
         let Some(found) = values.get(&slot.name) else {
             let problem = format!("no initial value for the program's tensor `{}`", slot.name);
-            return Err(internal(GlueError { problem }));
+            return Err(Failure::internal(GlueError { problem }));
         };
         let data: Vec<f32> = found.iter().map(|&value| value as f32).collect();
         initial.insert(slot.name.clone(), HostTensor::f32(slot.shape(1), data));
@@ -251,14 +252,6 @@ fn activation(name: ActivationName) -> Activation {
         },
         ActivationName::LeakyRelu => Activation::LeakyRelu { slope: 0.01 },
         ActivationName::Identity => Activation::Identity,
-    }
-}
-
-/// A failure that is coopc's bug, not the user's.
-pub fn internal(diagnostic: impl miette::Diagnostic + Send + Sync + 'static) -> Failure {
-    Failure::Report {
-        report: miette::Report::new(diagnostic),
-        internal: true,
     }
 }
 
